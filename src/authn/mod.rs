@@ -1,0 +1,105 @@
+//! Authentication: from a request to a verified token, in the order Envoy's `jwt_authn` also keeps
+//! apart: extract ([`extract`]) -> cache ([`cache`]) -> parse ([`token`]) -> claims, key lookup
+//! and signature ([`verify`]) against keys held per provider ([`keys`], [`jwks`]).
+
+pub mod cache;
+pub mod extract;
+pub mod jwks;
+pub mod keys;
+pub mod provider;
+pub mod token;
+pub mod verify;
+
+use crate::decision::Reason;
+use cache::TokenCache;
+use keys::{KeySource, KeyStatus, ProviderKeys};
+use provider::Provider;
+use std::rc::Rc;
+use verify::VerifiedToken;
+
+/// Why authentication did not produce a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthnError {
+    /// Refused, with the provider that judged the token when one was identified (its `mode`
+    /// decides whether the refusal is enforced).
+    Refused(Reason, Option<usize>),
+    /// The named provider's keys may still arrive (first fetch, or a rotation refetch):
+    /// hold the request and try again when they do.
+    WaitForKeys(usize),
+}
+
+impl From<Reason> for AuthnError {
+    fn from(reason: Reason) -> Self {
+        AuthnError::Refused(reason, None)
+    }
+}
+
+/// The provider-side state authentication reads: compiled providers and the keys each VM holds.
+pub struct Authenticator<'a> {
+    pub providers: &'a [Provider],
+    pub sources: &'a [KeySource],
+    pub max_token_bytes: usize,
+}
+
+impl Authenticator<'_> {
+    /// Verifies `token` for a route that accepts `allowed` providers (`None`: any).
+    /// `may_wait`: false when re-judging a request that already waited once.
+    pub fn authenticate(
+        &self,
+        token: &str,
+        allowed: Option<&[usize]>,
+        keys: &mut [ProviderKeys],
+        cache: &mut TokenCache,
+        now: i64,
+        may_wait: bool,
+    ) -> Result<Rc<VerifiedToken>, AuthnError> {
+        let provider_allowed = |index: usize| allowed.is_none_or(|list| list.contains(&index));
+        if token.len() > self.max_token_bytes {
+            return Err(Reason::TokenTooLarge.into());
+        }
+        let digest = cache::digest(token);
+        if let Some(hit) = cache.get(&digest) {
+            let provider = self.providers.get(hit.provider).ok_or(Reason::IssuerUnknown)?;
+            if !provider_allowed(hit.provider) {
+                return Err(AuthnError::Refused(Reason::IssuerUnknown, Some(hit.provider)));
+            }
+            if let Err(reason) = hit.check_still_valid(provider, now) {
+                cache.remove(&digest);
+                return Err(AuthnError::Refused(reason, Some(hit.provider)));
+            }
+            return Ok(hit);
+        }
+
+        let parsed = token::parse(token, self.max_token_bytes)?;
+        let issuer = verify::issuer(&parsed)?;
+        let (index, provider) = self
+            .providers
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.issuer == issuer)
+            .filter(|(i, _)| provider_allowed(*i))
+            .ok_or(Reason::IssuerUnknown)?;
+        let refused = |reason: Reason| AuthnError::Refused(reason, Some(index));
+        let times = verify::check_claims(&parsed, provider, now).map_err(refused)?;
+        let (Some(state), Some(source)) = (keys.get_mut(index), self.sources.get(index)) else {
+            return Err(refused(Reason::KeysUnavailable));
+        };
+        let key_set = match state.status(source, now) {
+            KeyStatus::Ready(set) => set,
+            KeyStatus::Pending if may_wait => return Err(AuthnError::WaitForKeys(index)),
+            KeyStatus::Pending | KeyStatus::Expired => return Err(refused(Reason::KeysUnavailable)),
+        };
+        match verify::check_signature(&parsed, key_set) {
+            Ok(()) => {}
+            Err(Reason::KeyUnknown) if may_wait && state.may_refetch(source, now) => {
+                // Possibly a key rotated in since the last fetch: ask for a refetch and wait.
+                state.refetch_wanted = true;
+                return Err(AuthnError::WaitForKeys(index));
+            }
+            Err(reason) => return Err(refused(reason)),
+        }
+        let verified = Rc::new(verify::accept(parsed, index, provider, times).map_err(refused)?);
+        cache.insert(digest, Rc::clone(&verified));
+        Ok(verified)
+    }
+}

@@ -1,0 +1,304 @@
+//! Judging a parsed token against its provider: cheap claim checks first (issuer, algorithm,
+//! type, time, audience), the signature last, so a flood of forged tokens costs as little as
+//! possible before it is refused.
+
+use super::jwks::KeySet;
+use super::provider::Provider;
+use super::token::UnverifiedToken;
+use crate::decision::Reason;
+use serde_json::{Map, Value};
+
+/// A token whose signature and claims have been verified, with everything later phases need
+/// precomputed once (scopes, forwarded headers), so that a cache hit does no parsing at all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedToken {
+    pub provider: usize,
+    pub exp: i64,
+    pub nbf: Option<i64>,
+    pub scopes: Vec<String>,
+    /// (lowercased header name, value) for each configured claim present in the token.
+    pub forward_headers: Vec<(String, String)>,
+    pub claims: Map<String, Value>,
+}
+
+impl VerifiedToken {
+    /// The time checks that must hold on every use, including cache hits.
+    pub fn check_still_valid(&self, provider: &Provider, now: i64) -> Result<(), Reason> {
+        check_window(self.exp, self.nbf, provider.clock_skew_seconds, now)
+    }
+}
+
+/// `iss` of an unverified token: used only to pick which provider judges it.
+pub fn issuer<'t>(token: &'t UnverifiedToken<'_>) -> Result<&'t str, Reason> {
+    match token.claims.get("iss") {
+        Some(Value::String(iss)) => Ok(iss),
+        Some(_) => Err(Reason::ClaimInvalid),
+        None => Err(Reason::ClaimMissing),
+    }
+}
+
+/// Claim checks that need no key.
+pub fn check_claims(token: &UnverifiedToken<'_>, provider: &Provider, now: i64) -> Result<Times, Reason> {
+    if !provider.algorithms.contains(&token.alg) {
+        return Err(Reason::AlgorithmNotAllowed);
+    }
+    if !provider.accepts_typ(token.typ.as_deref()) {
+        return Err(Reason::TokenTypeInvalid);
+    }
+    let exp = numeric_date(&token.claims, "exp")?.ok_or(Reason::ClaimMissing)?;
+    let nbf = numeric_date(&token.claims, "nbf")?;
+    let iat = numeric_date(&token.claims, "iat")?;
+    let skew = provider.clock_skew_seconds;
+    check_window(exp, nbf, skew, now)?;
+    if iat.is_some_and(|iat| iat > now.saturating_add(skew)) {
+        return Err(Reason::TokenIssuedInFuture);
+    }
+    if let Some(max) = provider.max_lifetime_seconds {
+        // Without `iat`, the remaining lifetime is what can be bounded.
+        let start = iat.unwrap_or(now);
+        if exp.saturating_sub(start) > max {
+            return Err(Reason::TokenLifetimeTooLong);
+        }
+    }
+    check_audience(&token.claims, &provider.audiences)?;
+    Ok(Times { exp, nbf })
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Times {
+    pub exp: i64,
+    pub nbf: Option<i64>,
+}
+
+/// Verifies the signature with the provider's candidate keys.
+pub fn check_signature(token: &UnverifiedToken<'_>, keys: &KeySet) -> Result<(), Reason> {
+    let mut candidates = keys.candidates(token.kid.as_deref(), token.alg).peekable();
+    if candidates.peek().is_none() {
+        return Err(Reason::KeyUnknown);
+    }
+    for key in candidates {
+        let verified = jsonwebtoken::crypto::verify(
+            token.signature,
+            token.signing_input.as_bytes(),
+            &key.key,
+            token.alg,
+        );
+        if matches!(verified, Ok(true)) {
+            return Ok(());
+        }
+    }
+    Err(Reason::SignatureInvalid)
+}
+
+/// Builds the verified token: scopes and forwarded headers extracted once.
+pub fn accept(
+    token: UnverifiedToken<'_>,
+    provider_index: usize,
+    provider: &Provider,
+    times: Times,
+) -> Result<VerifiedToken, Reason> {
+    let scopes = scopes(&token.claims, &provider.scope_claim)?;
+    let claims = Value::Object(token.claims);
+    let mut forward_headers = Vec::with_capacity(provider.forward_claims.len());
+    for claim in &provider.forward_claims {
+        if let Some(value) = claims.pointer(&claim.pointer) {
+            forward_headers.push((claim.header.clone(), header_value(value)?));
+        }
+    }
+    Ok(VerifiedToken {
+        provider: provider_index,
+        exp: times.exp,
+        nbf: times.nbf,
+        scopes,
+        forward_headers,
+        claims: match claims {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        },
+    })
+}
+
+fn check_window(exp: i64, nbf: Option<i64>, skew: i64, now: i64) -> Result<(), Reason> {
+    if now > exp.saturating_add(skew) {
+        return Err(Reason::TokenExpired);
+    }
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(skew)) {
+        return Err(Reason::TokenNotYetValid);
+    }
+    Ok(())
+}
+
+/// RFC 7519 NumericDate: seconds since the epoch, possibly fractional.
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Reason> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => {
+            if let Some(i) = n.as_i64() {
+                Ok(Some(i))
+            } else {
+                match n.as_f64() {
+                    // Saturating float-to-int conversion: absurd dates stay absurd, not wrapped.
+                    Some(f) if f.is_finite() => Ok(Some(f.floor() as i64)),
+                    _ => Err(Reason::ClaimInvalid),
+                }
+            }
+        }
+        Some(_) => Err(Reason::ClaimInvalid),
+    }
+}
+
+fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<(), Reason> {
+    let matches = |aud: &str| accepted.iter().any(|a| a == aud);
+    match claims.get("aud") {
+        Some(Value::String(aud)) if matches(aud) => Ok(()),
+        Some(Value::Array(auds)) if auds.iter().any(|a| a.as_str().is_some_and(matches)) => Ok(()),
+        None => Err(Reason::ClaimMissing),
+        Some(_) => Err(Reason::AudienceInvalid),
+    }
+}
+
+/// Scopes from a space-separated string (RFC 8693 `scope`) or an array of strings (`scp`).
+fn scopes(claims: &Map<String, Value>, claim: &str) -> Result<Vec<String>, Reason> {
+    match claims.get(claim) {
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or(Reason::ClaimInvalid))
+            .collect(),
+        Some(_) => Err(Reason::ClaimInvalid),
+    }
+}
+
+/// A claim rendered as a header value: strings as they are, arrays of strings joined with ",",
+/// anything else as compact JSON. A value that is not a safe header value (control characters,
+/// non-ASCII) refuses the token rather than forwarding something the upstream may misparse.
+fn header_value(value: &Value) -> Result<String, Reason> {
+    let rendered = match value {
+        Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(Value::is_string) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
+        other => other.to_string(),
+    };
+    if rendered.bytes().all(|b| (0x20..0x7f).contains(&b)) && rendered.len() <= 4096 {
+        Ok(rendered)
+    } else {
+        Err(Reason::ClaimInvalid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::provider::ClaimHeader;
+    use crate::config::Mode;
+    use jsonwebtoken::Algorithm;
+    use serde_json::json;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn provider() -> Provider {
+        Provider {
+            name: "idp".into(),
+            issuer: "https://idp.example".into(),
+            audiences: vec!["payments-api".into()],
+            algorithms: vec![Algorithm::RS256, Algorithm::ES256],
+            clock_skew_seconds: 60,
+            max_lifetime_seconds: Some(3600),
+            typ: None,
+            scope_claim: "scope".into(),
+            forward_claims: vec![
+                ClaimHeader { pointer: "/sub".into(), header: "x-auth-subject".into() },
+                ClaimHeader { pointer: "/realm/roles".into(), header: "x-auth-roles".into() },
+            ],
+            mode: Mode::Enforce,
+        }
+    }
+
+    fn token(claims: Value, alg: Algorithm) -> UnverifiedToken<'static> {
+        UnverifiedToken {
+            alg,
+            kid: None,
+            typ: None,
+            claims: claims.as_object().cloned().unwrap(),
+            signing_input: "",
+            signature: "",
+        }
+    }
+
+    fn good() -> Value {
+        json!({"iss": "https://idp.example", "aud": "payments-api", "exp": NOW + 300, "iat": NOW, "sub": "alice"})
+    }
+
+    fn with(mut v: Value, key: &str, value: Value) -> Value {
+        v[key] = value;
+        v
+    }
+
+    #[test]
+    fn accepts_good_claims() {
+        assert!(check_claims(&token(good(), Algorithm::RS256), &provider(), NOW).is_ok());
+        let aud_array = with(good(), "aud", json!(["other", "payments-api"]));
+        assert!(check_claims(&token(aud_array, Algorithm::ES256), &provider(), NOW).is_ok());
+    }
+
+    #[test]
+    fn each_claim_rule_has_its_reason() {
+        let p = provider();
+        let cases = [
+            (with(good(), "exp", json!(NOW - 61)), Reason::TokenExpired),
+            (with(good(), "nbf", json!(NOW + 61)), Reason::TokenNotYetValid),
+            (with(good(), "iat", json!(NOW + 61)), Reason::TokenIssuedInFuture),
+            (with(good(), "exp", json!(NOW + 3601)), Reason::TokenLifetimeTooLong),
+            (with(good(), "aud", json!("other")), Reason::AudienceInvalid),
+            (with(good(), "aud", json!(["other"])), Reason::AudienceInvalid),
+            (with(good(), "exp", json!("soon")), Reason::ClaimInvalid),
+        ];
+        for (claims, reason) in cases {
+            assert_eq!(check_claims(&token(claims.clone(), Algorithm::RS256), &p, NOW).unwrap_err(), reason, "{claims}");
+        }
+        let mut no_exp = good();
+        no_exp.as_object_mut().unwrap().remove("exp");
+        assert_eq!(check_claims(&token(no_exp, Algorithm::RS256), &p, NOW).unwrap_err(), Reason::ClaimMissing);
+        assert_eq!(check_claims(&token(good(), Algorithm::PS256), &p, NOW).unwrap_err(), Reason::AlgorithmNotAllowed);
+    }
+
+    #[test]
+    fn skew_is_tolerated() {
+        let p = provider();
+        assert!(check_claims(&token(with(good(), "exp", json!(NOW - 59)), Algorithm::RS256), &p, NOW).is_ok());
+        assert!(check_claims(&token(with(good(), "nbf", json!(NOW + 59)), Algorithm::RS256), &p, NOW).is_ok());
+        assert!(check_claims(&token(with(good(), "exp", json!((NOW + 10) as f64 + 0.5)), Algorithm::RS256), &p, NOW).is_ok());
+    }
+
+    #[test]
+    fn typ_allowlist_follows_rfc_7515() {
+        let mut p = provider();
+        p.typ = Some(vec!["at+jwt".into()]);
+        let mut t = token(good(), Algorithm::RS256);
+        assert_eq!(check_claims(&t, &p, NOW).unwrap_err(), Reason::TokenTypeInvalid);
+        t.typ = Some("application/AT+JWT".into());
+        assert!(check_claims(&t, &p, NOW).is_ok());
+        t.typ = Some("JWT".into());
+        assert_eq!(check_claims(&t, &p, NOW).unwrap_err(), Reason::TokenTypeInvalid);
+    }
+
+    #[test]
+    fn accept_extracts_scopes_and_forwarded_headers() {
+        let claims = json!({"sub": "alice", "scope": "a  b", "realm": {"roles": ["teller", "auditor"]}});
+        let t = token(claims, Algorithm::RS256);
+        let v = accept(t, 0, &provider(), Times { exp: NOW, nbf: None }).unwrap();
+        assert_eq!(v.scopes, ["a", "b"]);
+        assert_eq!(
+            v.forward_headers,
+            [("x-auth-subject".to_string(), "alice".to_string()), ("x-auth-roles".to_string(), "teller,auditor".to_string())]
+        );
+        let evil = token(json!({"sub": "alice\r\nx-admin: 1"}), Algorithm::RS256);
+        assert_eq!(accept(evil, 0, &provider(), Times { exp: NOW, nbf: None }).unwrap_err(), Reason::ClaimInvalid);
+        let scp = token(json!({"scope": ["a", 1]}), Algorithm::RS256);
+        assert_eq!(accept(scp, 0, &provider(), Times { exp: NOW, nbf: None }).unwrap_err(), Reason::ClaimInvalid);
+    }
+}

@@ -1,0 +1,359 @@
+//! The outcome of judging a request, and the one table that turns a refusal [`Reason`] into what
+//! the client sees: HTTP status, `WWW-Authenticate` challenge (RFC 6750), problem+json body
+//! (RFC 9457) and the stable identifiers used by logs and metrics.
+//!
+//! Every refusal anywhere in finguard is one of these reasons; adding a reason means adding one
+//! row to each `match` below, and the compiler points at every place that needs it.
+
+use std::fmt::Write as _;
+
+/// Why a request is refused. Nothing here carries request data: a reason is safe to log and to
+/// show to the client as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No configured route matches the path.
+    RouteNotFound,
+    /// A route matches the path, but not the method.
+    MethodNotAllowed,
+    /// The route requires a token and none was sent.
+    TokenMissing,
+    /// More than one token in one request (two headers, or header and cookie).
+    TokenMultiple,
+    /// A token in the query string while query tokens are not enabled.
+    TokenInQuery,
+    /// Not three strict base64url segments of strict JSON.
+    TokenMalformed,
+    /// Larger than `token.max_bytes`.
+    TokenTooLarge,
+    /// `alg` is not in the provider's allowlist (or is `none`).
+    AlgorithmNotAllowed,
+    /// A header such as `crit`, `jku`, `x5u`, `jwk` or `x5c` that finguard never honours.
+    TokenHeaderForbidden,
+    /// `iss` names no configured provider, or one the route does not accept.
+    IssuerUnknown,
+    /// No key of the provider matches the token's `kid`, algorithm family and use.
+    KeyUnknown,
+    /// The signature does not verify.
+    SignatureInvalid,
+    /// `exp` is in the past (beyond the clock skew).
+    TokenExpired,
+    /// `nbf` is in the future (beyond the clock skew).
+    TokenNotYetValid,
+    /// `iat` is in the future (beyond the clock skew).
+    TokenIssuedInFuture,
+    /// `exp - iat` exceeds the provider's `max_lifetime_seconds`.
+    TokenLifetimeTooLong,
+    /// `aud` contains none of the provider's audiences.
+    AudienceInvalid,
+    /// `typ` header not in the provider's allowlist.
+    TokenTypeInvalid,
+    /// A required claim (`exp`, or one the route needs) is absent.
+    ClaimMissing,
+    /// A claim has the wrong type, or a value that cannot be forwarded safely.
+    ClaimInvalid,
+    /// The token lacks a scope the route requires.
+    ScopeInsufficient,
+    /// The provider's keys are not loaded (first fetch pending or failed, or past the grace).
+    KeysUnavailable,
+}
+
+/// What the WWW-Authenticate challenge says, per RFC 6750 section 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenge {
+    None,
+    /// No credentials were sent: a bare challenge.
+    Bare,
+    InvalidRequest,
+    InvalidToken,
+    InsufficientScope,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 22] = [
+        Reason::RouteNotFound,
+        Reason::MethodNotAllowed,
+        Reason::TokenMissing,
+        Reason::TokenMultiple,
+        Reason::TokenInQuery,
+        Reason::TokenMalformed,
+        Reason::TokenTooLarge,
+        Reason::AlgorithmNotAllowed,
+        Reason::TokenHeaderForbidden,
+        Reason::IssuerUnknown,
+        Reason::KeyUnknown,
+        Reason::SignatureInvalid,
+        Reason::TokenExpired,
+        Reason::TokenNotYetValid,
+        Reason::TokenIssuedInFuture,
+        Reason::TokenLifetimeTooLong,
+        Reason::AudienceInvalid,
+        Reason::TokenTypeInvalid,
+        Reason::ClaimMissing,
+        Reason::ClaimInvalid,
+        Reason::ScopeInsufficient,
+        Reason::KeysUnavailable,
+    ];
+
+    /// The stable slug: last segment of the problem `type`, the audit `reason` and the metric tag.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Reason::RouteNotFound => "route-not-found",
+            Reason::MethodNotAllowed => "method-not-allowed",
+            Reason::TokenMissing => "token-missing",
+            Reason::TokenMultiple => "token-multiple",
+            Reason::TokenInQuery => "token-in-query",
+            Reason::TokenMalformed => "token-malformed",
+            Reason::TokenTooLarge => "token-too-large",
+            Reason::AlgorithmNotAllowed => "algorithm-not-allowed",
+            Reason::TokenHeaderForbidden => "token-header-forbidden",
+            Reason::IssuerUnknown => "issuer-unknown",
+            Reason::KeyUnknown => "key-unknown",
+            Reason::SignatureInvalid => "signature-invalid",
+            Reason::TokenExpired => "token-expired",
+            Reason::TokenNotYetValid => "token-not-yet-valid",
+            Reason::TokenIssuedInFuture => "token-issued-in-future",
+            Reason::TokenLifetimeTooLong => "token-lifetime-too-long",
+            Reason::AudienceInvalid => "audience-invalid",
+            Reason::TokenTypeInvalid => "token-type-invalid",
+            Reason::ClaimMissing => "claim-missing",
+            Reason::ClaimInvalid => "claim-invalid",
+            Reason::ScopeInsufficient => "scope-insufficient",
+            Reason::KeysUnavailable => "keys-unavailable",
+        }
+    }
+
+    pub fn status(self) -> u32 {
+        match self {
+            Reason::RouteNotFound => 404,
+            Reason::MethodNotAllowed => 405,
+            Reason::ScopeInsufficient => 403,
+            Reason::KeysUnavailable => 503,
+            _ => 401,
+        }
+    }
+
+    /// A short human title. Deliberately generic: it names the rule, never the input.
+    pub fn title(self) -> &'static str {
+        match self {
+            Reason::RouteNotFound => "No such resource",
+            Reason::MethodNotAllowed => "Method not allowed on this resource",
+            Reason::TokenMissing => "An access token is required",
+            Reason::TokenMultiple => "More than one access token was sent",
+            Reason::TokenInQuery => "Access tokens are not accepted in the query string",
+            Reason::TokenMalformed => "The access token is malformed",
+            Reason::TokenTooLarge => "The access token is too large",
+            Reason::AlgorithmNotAllowed => "The access token's signing algorithm is not allowed",
+            Reason::TokenHeaderForbidden => "The access token carries a forbidden header parameter",
+            Reason::IssuerUnknown => "The access token's issuer is not accepted",
+            Reason::KeyUnknown => "The access token's signing key is unknown",
+            Reason::SignatureInvalid => "The access token's signature is invalid",
+            Reason::TokenExpired => "The access token has expired",
+            Reason::TokenNotYetValid => "The access token is not valid yet",
+            Reason::TokenIssuedInFuture => "The access token was issued in the future",
+            Reason::TokenLifetimeTooLong => "The access token's lifetime is too long",
+            Reason::AudienceInvalid => "The access token is not meant for this API",
+            Reason::TokenTypeInvalid => "The access token's type is not accepted",
+            Reason::ClaimMissing => "The access token lacks a required claim",
+            Reason::ClaimInvalid => "The access token has an invalid claim",
+            Reason::ScopeInsufficient => "The access token lacks a required scope",
+            Reason::KeysUnavailable => "Token verification keys are unavailable",
+        }
+    }
+
+    pub fn challenge(self) -> Challenge {
+        match self {
+            Reason::RouteNotFound | Reason::MethodNotAllowed | Reason::KeysUnavailable => {
+                Challenge::None
+            }
+            Reason::TokenMissing => Challenge::Bare,
+            Reason::TokenMultiple | Reason::TokenInQuery => Challenge::InvalidRequest,
+            Reason::ScopeInsufficient => Challenge::InsufficientScope,
+            _ => Challenge::InvalidToken,
+        }
+    }
+}
+
+pub const PROBLEM_TYPE_BASE: &str = "https://finguard.dev/problems/";
+
+/// A refusal ready to be sent: status, headers and body, all computed by the pure core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Reason,
+    pub status: u32,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+/// Context a refusal may mention: never request data beyond the request id (which Envoy
+/// generated or validated) and configuration values (scopes, allowed methods).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RefusalContext<'a> {
+    pub realm: &'a str,
+    pub request_id: Option<&'a str>,
+    /// Scopes to name in an `insufficient_scope` challenge.
+    pub required_scopes: &'a [String],
+    /// Methods to list in `Allow` for a 405.
+    pub allowed_methods: &'a [String],
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl Refusal {
+    pub fn new(reason: Reason, ctx: &RefusalContext<'_>) -> Refusal {
+        let mut headers: Vec<(&'static str, String)> = vec![
+            ("content-type", "application/problem+json".to_string()),
+            ("cache-control", "no-store".to_string()),
+        ];
+        if let Some(challenge) = www_authenticate(reason, ctx) {
+            headers.push(("www-authenticate", challenge));
+        }
+        if reason == Reason::MethodNotAllowed && !ctx.allowed_methods.is_empty() {
+            headers.push(("allow", ctx.allowed_methods.join(", ")));
+        }
+        if let Some(seconds) = ctx.retry_after_seconds {
+            headers.push(("retry-after", seconds.to_string()));
+        }
+        Refusal {
+            reason,
+            status: reason.status(),
+            headers,
+            body: problem_body(reason, ctx.request_id),
+        }
+    }
+}
+
+fn www_authenticate(reason: Reason, ctx: &RefusalContext<'_>) -> Option<String> {
+    let error = match reason.challenge() {
+        Challenge::None => return None,
+        Challenge::Bare => return Some(format!("Bearer realm=\"{}\"", ctx.realm)),
+        Challenge::InvalidRequest => "invalid_request",
+        Challenge::InvalidToken => "invalid_token",
+        Challenge::InsufficientScope => "insufficient_scope",
+    };
+    let mut value = format!(
+        "Bearer realm=\"{}\", error=\"{}\", error_description=\"{}\"",
+        ctx.realm,
+        error,
+        reason.title()
+    );
+    if reason == Reason::ScopeInsufficient && !ctx.required_scopes.is_empty() {
+        // Scope tokens are configuration values restricted to RFC 6749's scope-token charset.
+        let _ = write!(value, ", scope=\"{}\"", ctx.required_scopes.join(" "));
+    }
+    Some(value)
+}
+
+/// RFC 9457 body. The request id is the only request-derived value and is JSON-escaped.
+fn problem_body(reason: Reason, request_id: Option<&str>) -> String {
+    let mut body = serde_json::Map::new();
+    body.insert(
+        "type".into(),
+        format!("{PROBLEM_TYPE_BASE}{}", reason.slug()).into(),
+    );
+    body.insert("title".into(), reason.title().into());
+    body.insert("status".into(), reason.status().into());
+    if let Some(id) = request_id.filter(|id| is_safe_request_id(id)) {
+        body.insert("request_id".into(), id.into());
+    }
+    serde_json::Value::Object(body).to_string()
+}
+
+/// Envoy generates UUIDs; a client-supplied id is echoed only if it looks like one of ours
+/// (bounded length, token characters), so the body can never carry arbitrary client text.
+fn is_safe_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// What the pipeline decided for the headers phase of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Forward upstream after applying these header changes.
+    Allow(Forward),
+    /// Answer locally; nothing reaches the upstream.
+    Refuse(Refusal),
+    /// The provider's keys are not loaded yet: hold the request until they are (or time out).
+    WaitForKeys { provider: usize },
+}
+
+/// Header changes for a forwarded request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Forward {
+    /// Headers to remove first (client-supplied identity headers, Authorization if stripped).
+    pub remove: Vec<String>,
+    /// Headers to set (verified claims).
+    pub set: Vec<(String, String)>,
+    /// A refusal that monitor mode turned into a forward, for the audit line.
+    pub monitored: Option<Reason>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> RefusalContext<'static> {
+        RefusalContext {
+            realm: "finguard",
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_reason_has_a_distinct_slug_and_a_problem_body() {
+        let mut slugs: Vec<_> = Reason::ALL.iter().map(|r| r.slug()).collect();
+        slugs.sort_unstable();
+        slugs.dedup();
+        assert_eq!(slugs.len(), Reason::ALL.len());
+        for reason in Reason::ALL {
+            let refusal = Refusal::new(reason, &ctx());
+            let body: serde_json::Value = serde_json::from_str(&refusal.body).unwrap();
+            assert_eq!(body["status"], refusal.status);
+            assert!(body["type"].as_str().unwrap().ends_with(reason.slug()));
+        }
+    }
+
+    #[test]
+    fn missing_token_gets_a_bare_challenge() {
+        let refusal = Refusal::new(Reason::TokenMissing, &ctx());
+        assert_eq!(refusal.status, 401);
+        let header = refusal
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "www-authenticate")
+            .unwrap();
+        assert_eq!(header.1, "Bearer realm=\"finguard\"");
+    }
+
+    #[test]
+    fn invalid_token_and_scope_challenges() {
+        let r = Refusal::new(Reason::TokenExpired, &ctx());
+        let h = &r.headers.iter().find(|(n, _)| *n == "www-authenticate").unwrap().1;
+        assert!(h.contains("error=\"invalid_token\""));
+        let scopes = vec!["payments:write".to_string()];
+        let c = RefusalContext {
+            required_scopes: &scopes,
+            ..ctx()
+        };
+        let r = Refusal::new(Reason::ScopeInsufficient, &c);
+        assert_eq!(r.status, 403);
+        let h = &r.headers.iter().find(|(n, _)| *n == "www-authenticate").unwrap().1;
+        assert!(h.contains("error=\"insufficient_scope\""));
+        assert!(h.contains("scope=\"payments:write\""));
+    }
+
+    #[test]
+    fn request_id_is_echoed_only_when_safe() {
+        let c = RefusalContext {
+            request_id: Some("4c1f-9a"),
+            ..ctx()
+        };
+        assert!(Refusal::new(Reason::TokenMissing, &c).body.contains("4c1f-9a"));
+        let c = RefusalContext {
+            request_id: Some("<script>"),
+            ..ctx()
+        };
+        assert!(!Refusal::new(Reason::TokenMissing, &c).body.contains("script"));
+    }
+}

@@ -1,0 +1,17 @@
+//! finguard: an API security filter for Envoy, as a Proxy-Wasm module.
+//!
+//! Everything that decides is plain Rust with no `proxy_wasm` import (the pure core below);
+//! only [`host`] talks to the proxy-wasm ABI. See DESIGN.md for the shape and README.md for the
+//! configuration reference.
+
+pub mod authn;
+pub mod authz;
+pub mod config;
+pub mod decision;
+pub mod json;
+pub mod pipeline;
+pub mod request;
+pub mod routes;
+
+#[cfg(target_arch = "wasm32")]
+pub mod host;
