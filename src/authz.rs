@@ -19,6 +19,8 @@ pub fn check_scopes(rule: &ScopeRule, token: &VerifiedToken) -> Result<(), Reaso
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn token(scopes: &[&str]) -> VerifiedToken {
         VerifiedToken {
@@ -42,10 +44,22 @@ mod tests {
     fn all_and_any() {
         assert!(check_scopes(&rule(&[], &[]), &token(&[])).is_ok());
         assert!(check_scopes(&rule(&["a", "b"], &[]), &token(&["b", "a", "c"])).is_ok());
-        assert_eq!(check_scopes(&rule(&["a", "b"], &[]), &token(&["a"])), Err(Reason::ScopeInsufficient));
+        assert_eq!(
+            check_scopes(&rule(&["a", "b"], &[]), &token(&["a"])),
+            Err(Reason::ScopeInsufficient)
+        );
         assert!(check_scopes(&rule(&["a"], &["x", "y"]), &token(&["a", "y"])).is_ok());
-        assert_eq!(check_scopes(&rule(&["a"], &["x", "y"]), &token(&["a"])), Err(Reason::ScopeInsufficient));
+        assert_eq!(
+            check_scopes(&rule(&["a"], &["x", "y"]), &token(&["a"])),
+            Err(Reason::ScopeInsufficient)
+        );
         // Scope names match exactly: no prefix or case games.
-        assert_eq!(check_scopes(&rule(&["payments:write"], &[]), &token(&["payments:write:all", "PAYMENTS:WRITE"])), Err(Reason::ScopeInsufficient));
+        assert_eq!(
+            check_scopes(
+                &rule(&["payments:write"], &[]),
+                &token(&["payments:write:all", "PAYMENTS:WRITE"])
+            ),
+            Err(Reason::ScopeInsufficient)
+        );
     }
 }

@@ -224,7 +224,8 @@ pub struct Config {
     pub identity_headers: Vec<String>,
 }
 
-const SUPPORTED_ALGORITHMS: &str = "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512";
+const SUPPORTED_ALGORITHMS: &str =
+    "RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA, HS256, HS384, HS512";
 
 impl Config {
     pub fn compile(text: &[u8]) -> Result<Config, ConfigError> {
@@ -241,8 +242,16 @@ impl Config {
         if raw.token.max_bytes == 0 || raw.token.max_bytes > 65536 {
             return err("token.max_bytes", "must be between 1 and 65536");
         }
-        if raw.realm.is_empty() || !raw.realm.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
-            return err("realm", "must be non-empty printable ASCII without quotes or backslashes");
+        if raw.realm.is_empty()
+            || !raw
+                .realm
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        {
+            return err(
+                "realm",
+                "must be non-empty printable ASCII without quotes or backslashes",
+            );
         }
 
         let mut providers = Vec::with_capacity(raw.providers.len());
@@ -250,11 +259,20 @@ impl Config {
         let mut identity_headers = BTreeSet::new();
         for (i, p) in raw.providers.into_iter().enumerate() {
             let path = format!("providers[{i}]");
-            if providers.iter().any(|other: &Provider| other.name == p.name) {
+            if providers
+                .iter()
+                .any(|other: &Provider| other.name == p.name)
+            {
                 return err(format!("{path}.name"), "duplicate provider name");
             }
-            if providers.iter().any(|other: &Provider| other.issuer == p.issuer) {
-                return err(format!("{path}.issuer"), "another provider has the same issuer");
+            if providers
+                .iter()
+                .any(|other: &Provider| other.issuer == p.issuer)
+            {
+                return err(
+                    format!("{path}.issuer"),
+                    "another provider has the same issuer",
+                );
             }
             let (provider, source) = compile_provider(&path, p, raw.mode)?;
             identity_headers.extend(provider.forward_claims.iter().map(|c| c.header.clone()));
@@ -265,7 +283,10 @@ impl Config {
         let provider_names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
         let routes = RouteTable::compile(raw.routes, &provider_names)?;
         if routes.requires_tokens() && providers.is_empty() {
-            return err("providers", "routes require tokens but no provider is configured");
+            return err(
+                "providers",
+                "routes require tokens but no provider is configured",
+            );
         }
 
         Ok(Config {
@@ -319,27 +340,39 @@ fn compile_sources(raw: &[RawTokenSource]) -> Result<Vec<TokenSource>, ConfigErr
     let mut sources = Vec::with_capacity(raw.len());
     for (i, s) in raw.iter().enumerate() {
         let path = format!("token.sources[{i}]");
-        let source = match (&s.header, &s.cookie, &s.query) {
-            (Some(header), None, None) => {
-                let name = header.to_ascii_lowercase();
-                if !is_header_name(&name) || name.starts_with(':') {
-                    return err(format!("{path}.header"), "not a valid header name");
+        let source =
+            match (&s.header, &s.cookie, &s.query) {
+                (Some(header), None, None) => {
+                    let name = header.to_ascii_lowercase();
+                    if !is_header_name(&name) || name.starts_with(':') {
+                        return err(format!("{path}.header"), "not a valid header name");
+                    }
+                    TokenSource::Header {
+                        name,
+                        scheme: s.scheme.clone(),
+                    }
                 }
-                TokenSource::Header {
-                    name,
-                    scheme: s.scheme.clone(),
-                }
-            }
-            (None, Some(cookie), None) if s.scheme.is_none() => TokenSource::Cookie { name: cookie.clone() },
-            (None, None, Some(query)) if s.scheme.is_none() => TokenSource::Query { name: query.clone() },
-            _ => return err(path, "exactly one of \"header\" (with optional \"scheme\"), \"cookie\" or \"query\""),
-        };
+                (None, Some(cookie), None) if s.scheme.is_none() => TokenSource::Cookie {
+                    name: cookie.clone(),
+                },
+                (None, None, Some(query)) if s.scheme.is_none() => TokenSource::Query {
+                    name: query.clone(),
+                },
+                _ => return err(
+                    path,
+                    "exactly one of \"header\" (with optional \"scheme\"), \"cookie\" or \"query\"",
+                ),
+            };
         sources.push(source);
     }
     Ok(sources)
 }
 
-fn compile_provider(path: &str, p: RawProvider, global_mode: Mode) -> Result<(Provider, KeySource), ConfigError> {
+fn compile_provider(
+    path: &str,
+    p: RawProvider,
+    global_mode: Mode,
+) -> Result<(Provider, KeySource), ConfigError> {
     if p.name.is_empty() {
         return err(format!("{path}.name"), "must not be empty");
     }
@@ -347,23 +380,34 @@ fn compile_provider(path: &str, p: RawProvider, global_mode: Mode) -> Result<(Pr
         return err(format!("{path}.issuer"), "must not be empty");
     }
     if p.audiences.is_empty() || p.audiences.iter().any(String::is_empty) {
-        return err(format!("{path}.audiences"), "at least one non-empty audience is required");
+        return err(
+            format!("{path}.audiences"),
+            "at least one non-empty audience is required",
+        );
     }
     if p.algorithms.is_empty() {
-        return err(format!("{path}.algorithms"), "at least one algorithm is required");
+        return err(
+            format!("{path}.algorithms"),
+            "at least one algorithm is required",
+        );
     }
     let mut algorithms = Vec::with_capacity(p.algorithms.len());
     for (j, name) in p.algorithms.iter().enumerate() {
         let Some(alg) = parse_algorithm(name) else {
             return err(
                 format!("{path}.algorithms[{j}]"),
-                format!("unsupported algorithm (supported: {SUPPORTED_ALGORITHMS}; \"none\" never)"),
+                format!(
+                    "unsupported algorithm (supported: {SUPPORTED_ALGORITHMS}; \"none\" never)"
+                ),
             );
         };
         algorithms.push(alg);
     }
     if !(0..=600).contains(&p.clock_skew_seconds) {
-        return err(format!("{path}.clock_skew_seconds"), "must be between 0 and 600");
+        return err(
+            format!("{path}.clock_skew_seconds"),
+            "must be between 0 and 600",
+        );
     }
     if p.max_lifetime_seconds.is_some_and(|m| m <= 0) {
         return err(format!("{path}.max_lifetime_seconds"), "must be positive");
@@ -371,21 +415,22 @@ fn compile_provider(path: &str, p: RawProvider, global_mode: Mode) -> Result<(Pr
     if p.scope_claim.is_empty() {
         return err(format!("{path}.scope_claim"), "must not be empty");
     }
-    let typ = p
-        .typ
-        .map(|list| {
-            list.iter()
-                .map(|t| {
-                    let t = t.to_ascii_lowercase();
-                    t.strip_prefix("application/").unwrap_or(&t).to_string()
-                })
-                .collect()
-        });
+    let typ = p.typ.map(|list| {
+        list.iter()
+            .map(|t| {
+                let t = t.to_ascii_lowercase();
+                t.strip_prefix("application/").unwrap_or(&t).to_string()
+            })
+            .collect()
+    });
     let mut forward_claims = Vec::with_capacity(p.forward_claims.len());
     for (claim, header) in &p.forward_claims {
         let header_lc = header.to_ascii_lowercase();
         if !is_header_name(&header_lc) || header_lc == "authorization" || header_lc == "host" {
-            return err(format!("{path}.forward_claims.{claim}"), "not a header finguard may set");
+            return err(
+                format!("{path}.forward_claims.{claim}"),
+                "not a header finguard may set",
+            );
         }
         if claim.is_empty() {
             return err(format!("{path}.forward_claims"), "empty claim name");
@@ -396,18 +441,28 @@ fn compile_provider(path: &str, p: RawProvider, global_mode: Mode) -> Result<(Pr
             // A plain claim name, escaped as one JSON pointer segment (RFC 6901).
             format!("/{}", claim.replace('~', "~0").replace('/', "~1"))
         };
-        forward_claims.push(ClaimHeader { pointer, header: header_lc });
+        forward_claims.push(ClaimHeader {
+            pointer,
+            header: header_lc,
+        });
     }
 
-    let uses_hmac = algorithms.iter().any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+    let uses_hmac = algorithms
+        .iter()
+        .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
     let source = match p.jwks {
         RawJwks::Inline(doc) => {
             let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-            let set = KeySet::parse(&bytes, KeyOrigin::Inline)
-                .map_err(|message| ConfigError { path: format!("{path}.jwks.inline"), message })?;
+            let set = KeySet::parse(&bytes, KeyOrigin::Inline).map_err(|message| ConfigError {
+                path: format!("{path}.jwks.inline"),
+                message,
+            })?;
             for (j, alg) in algorithms.iter().enumerate() {
                 if set.candidates(None, *alg).next().is_none() {
-                    return err(format!("{path}.algorithms[{j}]"), "no inline key can verify this algorithm");
+                    return err(
+                        format!("{path}.algorithms[{j}]"),
+                        "no inline key can verify this algorithm",
+                    );
                 }
             }
             KeySource::Inline(Rc::new(set))
@@ -427,7 +482,10 @@ fn compile_provider(path: &str, p: RawProvider, global_mode: Mode) -> Result<(Pr
                 return err(format!("{rpath}.refresh_seconds"), "must be at least 1");
             }
             if r.grace_seconds < 0 || r.min_refetch_seconds < 0 || r.retry_seconds < 1 {
-                return err(rpath, "grace_seconds and min_refetch_seconds must be >= 0, retry_seconds >= 1");
+                return err(
+                    rpath,
+                    "grace_seconds and min_refetch_seconds must be >= 0, retry_seconds >= 1",
+                );
             }
             if r.timeout_ms == 0 || r.timeout_ms > 60_000 {
                 return err(format!("{rpath}.timeout_ms"), "must be between 1 and 60000");
@@ -446,7 +504,10 @@ fn compile_provider(path: &str, p: RawProvider, global_mode: Mode) -> Result<(Pr
     };
     if let KeySource::Inline(set) = &source {
         if !uses_hmac && set.has_family(|f| f == KeyFamily::Hmac) {
-            return err(format!("{path}.jwks.inline"), "symmetric keys present but no HS algorithm allowed");
+            return err(
+                format!("{path}.jwks.inline"),
+                "symmetric keys present but no HS algorithm allowed",
+            );
         }
     }
 
@@ -463,7 +524,11 @@ fn compile_provider(path: &str, p: RawProvider, global_mode: Mode) -> Result<(Pr
             forward_claims,
             // Monitor anywhere wins: a provider under rollout stays monitored even when the
             // global mode enforces, and a global monitor covers every provider.
-            mode: if global_mode == Mode::Monitor { Mode::Monitor } else { p.mode.unwrap_or(Mode::Enforce) },
+            mode: if global_mode == Mode::Monitor {
+                Mode::Monitor
+            } else {
+                p.mode.unwrap_or(Mode::Enforce)
+            },
         },
         source,
     ))
@@ -473,6 +538,8 @@ fn compile_provider(path: &str, p: RawProvider, global_mode: Mode) -> Result<(Pr
 mod tests {
     use super::*;
     use serde_json::json;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const SECRET: &str = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI";
 
@@ -507,8 +574,13 @@ mod tests {
         assert_eq!(c.max_token_bytes, 8192);
         assert_eq!(c.identity_headers, ["x-auth-roles", "x-auth-subject"]);
         assert_eq!(c.providers[0].forward_claims[1].pointer, "/sub");
-        let KeySource::Remote(r) = &c.key_sources[0] else { panic!() };
-        assert_eq!((r.refresh_seconds, r.grace_seconds, r.authority.as_str()), (300, 3600, "idp_jwks"));
+        let KeySource::Remote(r) = &c.key_sources[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (r.refresh_seconds, r.grace_seconds, r.authority.as_str()),
+            (300, 3600, "idp_jwks")
+        );
     }
 
     #[test]
@@ -520,7 +592,10 @@ mod tests {
         assert!(e.message.contains("unknown field `clustr`"), "{e}");
         let mut v = sample();
         v["extra"] = json!(1);
-        assert!(compile(&v).unwrap_err().message.contains("unknown field `extra`"));
+        assert!(compile(&v)
+            .unwrap_err()
+            .message
+            .contains("unknown field `extra`"));
     }
 
     #[test]
@@ -543,7 +618,10 @@ mod tests {
         let mut v = sample();
         v["providers"][0]["audiences"] = json!([]);
         assert_eq!(error_path(v), "providers[0].audiences");
-        assert!(Config::compile(b"{not json").unwrap_err().message.starts_with("invalid JSON"));
+        assert!(Config::compile(b"{not json")
+            .unwrap_err()
+            .message
+            .starts_with("invalid JSON"));
         assert!(Config::compile(b"").is_err());
     }
 
@@ -551,7 +629,8 @@ mod tests {
     fn hmac_requires_an_inline_secret_of_the_right_family() {
         let mut v = sample();
         v["providers"][0]["algorithms"] = json!(["HS256"]);
-        v["providers"][0]["jwks"] = json!({"inline": {"keys": [{"kty": "oct", "kid": "h", "k": SECRET}]}});
+        v["providers"][0]["jwks"] =
+            json!({"inline": {"keys": [{"kty": "oct", "kid": "h", "k": SECRET}]}});
         assert!(compile(&v).is_ok());
         v["providers"][0]["algorithms"] = json!(["HS256", "RS256"]);
         assert_eq!(error_path(v), "providers[0].algorithms[1]");
@@ -565,12 +644,23 @@ mod tests {
         let mut v = sample();
         v["providers"][0]["mode"] = json!("monitor");
         let c = compile(&v).unwrap();
-        assert_eq!((c.mode, c.providers[0].mode), (Mode::Enforce, Mode::Monitor));
+        assert_eq!(
+            (c.mode, c.providers[0].mode),
+            (Mode::Enforce, Mode::Monitor)
+        );
     }
 
     #[test]
     fn no_config_text_panics() {
-        for text in ["", "null", "[]", "{}", "{\"routes\":1}", "{\"routes\":[{}]}", "\u{0}"] {
+        for text in [
+            "",
+            "null",
+            "[]",
+            "{}",
+            "{\"routes\":1}",
+            "{\"routes\":[{}]}",
+            "\u{0}",
+        ] {
             let _ = Config::compile(text.as_bytes());
         }
     }

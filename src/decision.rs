@@ -292,6 +292,8 @@ pub struct Forward {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn ctx() -> RefusalContext<'static> {
         RefusalContext {
@@ -329,7 +331,12 @@ mod tests {
     #[test]
     fn invalid_token_and_scope_challenges() {
         let r = Refusal::new(Reason::TokenExpired, &ctx());
-        let h = &r.headers.iter().find(|(n, _)| *n == "www-authenticate").unwrap().1;
+        let h = &r
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "www-authenticate")
+            .unwrap()
+            .1;
         assert!(h.contains("error=\"invalid_token\""));
         let scopes = vec!["payments:write".to_string()];
         let c = RefusalContext {
@@ -338,7 +345,12 @@ mod tests {
         };
         let r = Refusal::new(Reason::ScopeInsufficient, &c);
         assert_eq!(r.status, 403);
-        let h = &r.headers.iter().find(|(n, _)| *n == "www-authenticate").unwrap().1;
+        let h = &r
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "www-authenticate")
+            .unwrap()
+            .1;
         assert!(h.contains("error=\"insufficient_scope\""));
         assert!(h.contains("scope=\"payments:write\""));
     }
@@ -349,11 +361,15 @@ mod tests {
             request_id: Some("4c1f-9a"),
             ..ctx()
         };
-        assert!(Refusal::new(Reason::TokenMissing, &c).body.contains("4c1f-9a"));
+        assert!(Refusal::new(Reason::TokenMissing, &c)
+            .body
+            .contains("4c1f-9a"));
         let c = RefusalContext {
             request_id: Some("<script>"),
             ..ctx()
         };
-        assert!(!Refusal::new(Reason::TokenMissing, &c).body.contains("script"));
+        assert!(!Refusal::new(Reason::TokenMissing, &c)
+            .body
+            .contains("script"));
     }
 }

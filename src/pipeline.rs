@@ -9,7 +9,7 @@
 
 use crate::authn::cache::TokenCache;
 use crate::authn::keys::ProviderKeys;
-use crate::authn::{extract, AuthnError, Authenticator};
+use crate::authn::{extract, Authenticator, AuthnError};
 use crate::authz;
 use crate::config::{Config, Mode};
 use crate::decision::{Forward, Reason, Refusal, RefusalContext, Verdict};
@@ -46,26 +46,36 @@ pub fn on_request_headers(
         forward.remove.push("authorization".into());
     }
 
-    let refuse = |reason: Reason, mode: Mode, forward: Forward, scopes: &[String], allowed: &[String]| {
-        if mode == Mode::Monitor {
-            return Verdict::Allow(Forward {
-                monitored: Some(reason),
-                ..forward
-            });
-        }
-        let ctx = RefusalContext {
-            realm: &config.realm,
-            request_id: request.request_id(),
-            required_scopes: scopes,
-            allowed_methods: allowed,
-            retry_after_seconds: (reason == Reason::KeysUnavailable).then_some(KEYS_RETRY_AFTER_SECONDS),
+    let refuse =
+        |reason: Reason, mode: Mode, forward: Forward, scopes: &[String], allowed: &[String]| {
+            if mode == Mode::Monitor {
+                return Verdict::Allow(Forward {
+                    monitored: Some(reason),
+                    ..forward
+                });
+            }
+            let ctx = RefusalContext {
+                realm: &config.realm,
+                request_id: request.request_id(),
+                required_scopes: scopes,
+                allowed_methods: allowed,
+                retry_after_seconds: (reason == Reason::KeysUnavailable)
+                    .then_some(KEYS_RETRY_AFTER_SECONDS),
+            };
+            Verdict::Refuse(Refusal::new(reason, &ctx))
         };
-        Verdict::Refuse(Refusal::new(reason, &ctx))
-    };
 
     let route = match config.routes.lookup(request.method(), request.path()) {
         Ok(matched) => matched.route,
-        Err(no_route) => return refuse(no_route.reason, config.mode, forward, &[], &no_route.allowed_methods),
+        Err(no_route) => {
+            return refuse(
+                no_route.reason,
+                config.mode,
+                forward,
+                &[],
+                &no_route.allowed_methods,
+            )
+        }
     };
     let (allowed_providers, scope_rule) = match &route.auth {
         RouteAuth::Anonymous => return Verdict::Allow(forward),
@@ -84,7 +94,14 @@ pub fn on_request_headers(
     };
     // Monitor mode must not add latency: it never waits for keys.
     let may_wait = may_wait && config.mode == Mode::Enforce;
-    let verified = match authenticator.authenticate(token, allowed_providers, state.keys, state.cache, now, may_wait) {
+    let verified = match authenticator.authenticate(
+        token,
+        allowed_providers,
+        state.keys,
+        state.cache,
+        now,
+        may_wait,
+    ) {
         Ok(verified) => verified,
         Err(AuthnError::WaitForKeys(provider)) => return Verdict::WaitForKeys { provider },
         Err(AuthnError::Refused(reason, provider)) => {
@@ -112,6 +129,8 @@ mod tests {
     use crate::authn::keys::KeySource;
     use jsonwebtoken::{encode, EncodingKey, Header};
     use serde_json::json;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const NOW: i64 = 1_800_000_000;
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
@@ -149,7 +168,10 @@ mod tests {
     }
 
     fn request(path: &str, headers: &[(&str, &str)]) -> RequestView {
-        let mut all = vec![(":method".to_string(), "GET".to_string()), (":path".to_string(), path.to_string())];
+        let mut all = vec![
+            (":method".to_string(), "GET".to_string()),
+            (":path".to_string(), path.to_string()),
+        ];
         all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
         RequestView::new(all)
     }
@@ -165,15 +187,24 @@ mod tests {
                 .key_sources
                 .iter()
                 .map(|s| match s {
-                    KeySource::Inline(set) => ProviderKeys { keys: Some(set.clone()), ..Default::default() },
+                    KeySource::Inline(set) => ProviderKeys {
+                        keys: Some(set.clone()),
+                        ..Default::default()
+                    },
                     KeySource::Remote(_) => ProviderKeys::default(),
                 })
                 .collect();
-            Vm { keys, cache: TokenCache::new(16) }
+            Vm {
+                keys,
+                cache: TokenCache::new(16),
+            }
         }
 
         fn judge(&mut self, config: &Config, request: &RequestView) -> Verdict {
-            let state = VmState { keys: &mut self.keys, cache: &mut self.cache };
+            let state = VmState {
+                keys: &mut self.keys,
+                cache: &mut self.cache,
+            };
             on_request_headers(config, request, state, NOW, true)
         }
     }
@@ -190,10 +221,18 @@ mod tests {
         let c = config(json!({}));
         let mut vm = Vm::new(&c);
         let bearer = format!("Bearer {}", token(claims()));
-        let r = request("/v1/accounts/1", &[("authorization", &bearer), ("x-auth-subject", "mallory")]);
-        let Verdict::Allow(forward) = vm.judge(&c, &r) else { panic!() };
+        let r = request(
+            "/v1/accounts/1",
+            &[("authorization", &bearer), ("x-auth-subject", "mallory")],
+        );
+        let Verdict::Allow(forward) = vm.judge(&c, &r) else {
+            panic!()
+        };
         assert_eq!(forward.remove, ["x-auth-subject"]);
-        assert_eq!(forward.set, [("x-auth-subject".to_string(), "alice".to_string())]);
+        assert_eq!(
+            forward.set,
+            [("x-auth-subject".to_string(), "alice".to_string())]
+        );
         // Second time: from the cache, same outcome.
         assert_eq!(vm.cache.len(), 1);
         assert!(matches!(vm.judge(&c, &r), Verdict::Allow(_)));
@@ -203,26 +242,66 @@ mod tests {
     fn refusals_carry_their_reasons() {
         let c = config(json!({}));
         let mut vm = Vm::new(&c);
-        assert_eq!(refused(vm.judge(&c, &request("/nope", &[]))), Reason::RouteNotFound);
-        assert_eq!(refused(vm.judge(&c, &request("/v1/accounts/1", &[]))), Reason::TokenMissing);
-        let no_scope = format!("Bearer {}", token(json!({"iss": "https://idp.example", "aud": "payments-api", "exp": NOW + 300})));
-        let v = vm.judge(&c, &request("/v1/accounts/1", &[("authorization", &no_scope)]));
+        assert_eq!(
+            refused(vm.judge(&c, &request("/nope", &[]))),
+            Reason::RouteNotFound
+        );
+        assert_eq!(
+            refused(vm.judge(&c, &request("/v1/accounts/1", &[]))),
+            Reason::TokenMissing
+        );
+        let no_scope = format!(
+            "Bearer {}",
+            token(json!({"iss": "https://idp.example", "aud": "payments-api", "exp": NOW + 300}))
+        );
+        let v = vm.judge(
+            &c,
+            &request("/v1/accounts/1", &[("authorization", &no_scope)]),
+        );
         let Verdict::Refuse(r) = v else { panic!() };
         assert_eq!((r.reason, r.status), (Reason::ScopeInsufficient, 403));
-        let expired = format!("Bearer {}", token(json!({"iss": "https://idp.example", "aud": "payments-api", "exp": NOW - 100})));
-        assert_eq!(refused(vm.judge(&c, &request("/v1/accounts/1", &[("authorization", &expired)]))), Reason::TokenExpired);
-        let other_iss = format!("Bearer {}", token(json!({"iss": "https://evil.example", "aud": "payments-api", "exp": NOW + 100})));
-        assert_eq!(refused(vm.judge(&c, &request("/v1/accounts/1", &[("authorization", &other_iss)]))), Reason::IssuerUnknown);
+        let expired = format!(
+            "Bearer {}",
+            token(json!({"iss": "https://idp.example", "aud": "payments-api", "exp": NOW - 100}))
+        );
+        assert_eq!(
+            refused(vm.judge(
+                &c,
+                &request("/v1/accounts/1", &[("authorization", &expired)])
+            )),
+            Reason::TokenExpired
+        );
+        let other_iss = format!(
+            "Bearer {}",
+            token(json!({"iss": "https://evil.example", "aud": "payments-api", "exp": NOW + 100}))
+        );
+        assert_eq!(
+            refused(vm.judge(
+                &c,
+                &request("/v1/accounts/1", &[("authorization", &other_iss)])
+            )),
+            Reason::IssuerUnknown
+        );
         // Same signature over a payload granting more: the signature no longer matches.
         let genuine = token(claims());
         let mut escalated = claims();
         escalated["scope"] = json!("accounts:read payments:write");
         let forged = token(escalated);
-        let (g, f): (Vec<&str>, Vec<&str>) = (genuine.split('.').collect(), forged.split('.').collect());
+        let (g, f): (Vec<&str>, Vec<&str>) =
+            (genuine.split('.').collect(), forged.split('.').collect());
         let tampered = format!("{}.{}.{}", g[0], f[1], g[2]);
-        let r = vm.judge(&c, &request("/v1/accounts/1", &[("authorization", &format!("Bearer {tampered}"))]));
+        let r = vm.judge(
+            &c,
+            &request(
+                "/v1/accounts/1",
+                &[("authorization", &format!("Bearer {tampered}"))],
+            ),
+        );
         assert_eq!(refused(r), Reason::SignatureInvalid);
-        assert!(matches!(vm.judge(&c, &request("/healthz", &[])), Verdict::Allow(_)));
+        assert!(matches!(
+            vm.judge(&c, &request("/healthz", &[])),
+            Verdict::Allow(_)
+        ));
     }
 
     #[test]
@@ -234,8 +313,14 @@ mod tests {
         let bearer = format!("Bearer {}", token(short));
         let r = request("/v1/accounts/1", &[("authorization", &bearer)]);
         assert!(matches!(vm.judge(&c, &r), Verdict::Allow(_)));
-        let state = VmState { keys: &mut vm.keys, cache: &mut vm.cache };
-        assert_eq!(refused(on_request_headers(&c, &r, state, NOW + 71, true)), Reason::TokenExpired);
+        let state = VmState {
+            keys: &mut vm.keys,
+            cache: &mut vm.cache,
+        };
+        assert_eq!(
+            refused(on_request_headers(&c, &r, state, NOW + 71, true)),
+            Reason::TokenExpired
+        );
         assert!(vm.cache.is_empty());
     }
 
@@ -243,7 +328,12 @@ mod tests {
     fn monitor_mode_forwards_what_it_would_refuse() {
         let c = config(json!({"mode": "monitor"}));
         let mut vm = Vm::new(&c);
-        let Verdict::Allow(forward) = vm.judge(&c, &request("/v1/accounts/1", &[("x-auth-subject", "mallory")])) else { panic!() };
+        let Verdict::Allow(forward) = vm.judge(
+            &c,
+            &request("/v1/accounts/1", &[("x-auth-subject", "mallory")]),
+        ) else {
+            panic!()
+        };
         assert_eq!(forward.monitored, Some(Reason::TokenMissing));
         assert_eq!(forward.remove, ["x-auth-subject"]);
         assert!(forward.set.is_empty());
@@ -263,16 +353,30 @@ mod tests {
         // An RS256 header is needed for the provider's allowlist; the signature never gets checked.
         let fake = format!(
             "{}.{}.c2ln",
-            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, br#"{"alg":"RS256","kid":"k"}"#),
-            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims().to_string())
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                br#"{"alg":"RS256","kid":"k"}"#
+            ),
+            base64::Engine::encode(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                claims().to_string()
+            )
         );
         let r = request("/a", &[("authorization", &format!("Bearer {fake}"))]);
         assert_eq!(vm.judge(&c, &r), Verdict::WaitForKeys { provider: 0 });
-        let state = VmState { keys: &mut vm.keys, cache: &mut vm.cache };
-        assert_eq!(refused(on_request_headers(&c, &r, state, NOW, false)), Reason::KeysUnavailable);
+        let state = VmState {
+            keys: &mut vm.keys,
+            cache: &mut vm.cache,
+        };
+        assert_eq!(
+            refused(on_request_headers(&c, &r, state, NOW, false)),
+            Reason::KeysUnavailable
+        );
         v["mode"] = json!("monitor");
         let c = Config::compile(v.to_string().as_bytes()).unwrap();
-        let Verdict::Allow(f) = vm.judge(&c, &r) else { panic!() };
+        let Verdict::Allow(f) = vm.judge(&c, &r) else {
+            panic!()
+        };
         assert_eq!(f.monitored, Some(Reason::KeysUnavailable));
     }
 }

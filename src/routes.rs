@@ -100,10 +100,15 @@ pub struct NoRoute {
     pub allowed_methods: Vec<String>,
 }
 
-const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
 
 impl RouteTable {
-    pub fn compile(specs: Vec<RouteSpec>, provider_names: &[&str]) -> Result<RouteTable, ConfigError> {
+    pub fn compile(
+        specs: Vec<RouteSpec>,
+        provider_names: &[&str],
+    ) -> Result<RouteTable, ConfigError> {
         let mut router = matchit::Router::new();
         let mut templates: Vec<Vec<usize>> = Vec::new();
         let mut template_text: Vec<String> = Vec::new();
@@ -121,17 +126,29 @@ impl RouteTable {
             for (j, m) in spec.matcher.methods.iter().enumerate() {
                 let upper = m.to_ascii_uppercase();
                 if !METHODS.contains(&upper.as_str()) {
-                    return Err(fail(&format!(".match.methods[{j}]"), "not an HTTP method".into()));
+                    return Err(fail(
+                        &format!(".match.methods[{j}]"),
+                        "not an HTTP method".into(),
+                    ));
                 }
                 methods.push(upper);
             }
             let template = &spec.matcher.path;
             if !template.starts_with('/') || template.contains('?') {
-                return Err(fail(".match.path", "must start with / and contain no query".into()));
+                return Err(fail(
+                    ".match.path",
+                    "must start with / and contain no query".into(),
+                ));
             }
             let auth = if spec.auth.anonymous {
-                if spec.auth.providers.is_some() || !spec.auth.scopes.all.is_empty() || !spec.auth.scopes.any.is_empty() {
-                    return Err(fail(".auth", "an anonymous route cannot require providers or scopes".into()));
+                if spec.auth.providers.is_some()
+                    || !spec.auth.scopes.all.is_empty()
+                    || !spec.auth.scopes.any.is_empty()
+                {
+                    return Err(fail(
+                        ".auth",
+                        "an anonymous route cannot require providers or scopes".into(),
+                    ));
                 }
                 RouteAuth::Anonymous
             } else {
@@ -141,7 +158,10 @@ impl RouteTable {
                         let mut indexes = Vec::with_capacity(names.len());
                         for (j, name) in names.iter().enumerate() {
                             let Some(index) = provider_names.iter().position(|p| p == name) else {
-                                return Err(fail(&format!(".auth.providers[{j}]"), "no provider of that name".into()));
+                                return Err(fail(
+                                    &format!(".auth.providers[{j}]"),
+                                    "no provider of that name".into(),
+                                ));
                             };
                             indexes.push(index);
                         }
@@ -162,44 +182,75 @@ impl RouteTable {
                 // Same template, other methods: overlapping methods would be ambiguous.
                 let overlaps = templates[t].iter().any(|&other| {
                     let other: &RoutePolicy = &routes[other];
-                    other.methods.is_empty() || methods.is_empty() || other.methods.iter().any(|m| methods.contains(m))
+                    other.methods.is_empty()
+                        || methods.is_empty()
+                        || other.methods.iter().any(|m| methods.contains(m))
                 });
                 if overlaps {
-                    return Err(fail(".match", "another route has the same path and an overlapping method".into()));
+                    return Err(fail(
+                        ".match",
+                        "another route has the same path and an overlapping method".into(),
+                    ));
                 }
                 templates[t].push(index);
             } else {
                 router
                     .insert(template.clone(), templates.len())
-                    .map_err(|e| fail(".match.path", format!("invalid or conflicting template: {e}")))?;
+                    .map_err(|e| {
+                        fail(
+                            ".match.path",
+                            format!("invalid or conflicting template: {e}"),
+                        )
+                    })?;
                 templates.push(vec![index]);
                 template_text.push(template.clone());
             }
-            routes.push(RoutePolicy { id: spec.id, methods, auth });
+            routes.push(RoutePolicy {
+                id: spec.id,
+                methods,
+                auth,
+            });
         }
-        Ok(RouteTable { router, templates, routes })
+        Ok(RouteTable {
+            router,
+            templates,
+            routes,
+        })
     }
 
     pub fn requires_tokens(&self) -> bool {
-        self.routes.iter().any(|r| matches!(r.auth, RouteAuth::Jwt { .. }))
+        self.routes
+            .iter()
+            .any(|r| matches!(r.auth, RouteAuth::Jwt { .. }))
     }
 
     pub fn routes(&self) -> &[RoutePolicy] {
         &self.routes
     }
 
-    pub fn lookup<'t, 'p>(&'t self, method: &str, path: &'p str) -> Result<RouteMatch<'t, 'p>, NoRoute> {
+    pub fn lookup<'t, 'p>(
+        &'t self,
+        method: &str,
+        path: &'p str,
+    ) -> Result<RouteMatch<'t, 'p>, NoRoute> {
         let Ok(matched) = self.router.at(path) else {
             return Err(NoRoute {
                 reason: Reason::RouteNotFound,
                 allowed_methods: Vec::new(),
             });
         };
-        let candidates = self.templates.get(*matched.value).map(Vec::as_slice).unwrap_or_default();
+        let candidates = self
+            .templates
+            .get(*matched.value)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         for &index in candidates {
             if let Some(route) = self.routes.get(index) {
                 if route.methods.is_empty() || route.methods.iter().any(|m| m == method) {
-                    return Ok(RouteMatch { route, params: matched.params });
+                    return Ok(RouteMatch {
+                        route,
+                        params: matched.params,
+                    });
                 }
             }
         }
@@ -221,6 +272,8 @@ impl RouteTable {
 mod tests {
     use super::*;
     use serde_json::json;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn table(routes: serde_json::Value) -> Result<RouteTable, ConfigError> {
         let specs: Vec<RouteSpec> = serde_json::from_value(routes).unwrap();
@@ -239,27 +292,44 @@ mod tests {
         let m = t.lookup("GET", "/v1/accounts/acc-1").unwrap();
         assert_eq!(m.route.id, "get");
         assert_eq!(m.params.get("account_id"), Some("acc-1"));
-        assert_eq!(t.lookup("DELETE", "/v1/accounts/acc-1").unwrap().route.id, "del");
-        assert!(matches!(t.lookup("DELETE", "/v1/accounts/x").unwrap().route.auth, RouteAuth::Jwt { providers: Some(ref p), .. } if p == &[1]));
+        assert_eq!(
+            t.lookup("DELETE", "/v1/accounts/acc-1").unwrap().route.id,
+            "del"
+        );
+        assert!(
+            matches!(t.lookup("DELETE", "/v1/accounts/x").unwrap().route.auth, RouteAuth::Jwt { providers: Some(ref p), .. } if p == &[1])
+        );
         assert_eq!(t.lookup("PUT", "/files/a/b/c").unwrap().route.id, "files");
         let no = t.lookup("PUT", "/v1/accounts/acc-1").err().unwrap();
         assert_eq!(no.reason, Reason::MethodNotAllowed);
         assert_eq!(no.allowed_methods, ["DELETE", "GET"]);
-        assert_eq!(t.lookup("GET", "/v1/accounts").err().unwrap().reason, Reason::RouteNotFound);
-        assert_eq!(t.lookup("GET", "/v1/accounts/a/b").err().unwrap().reason, Reason::RouteNotFound);
+        assert_eq!(
+            t.lookup("GET", "/v1/accounts").err().unwrap().reason,
+            Reason::RouteNotFound
+        );
+        assert_eq!(
+            t.lookup("GET", "/v1/accounts/a/b").err().unwrap().reason,
+            Reason::RouteNotFound
+        );
     }
 
     #[test]
     fn configuration_errors_name_the_route() {
-        let e = table(json!([{"id": "a", "match": {"path": "/x"}}, {"id": "a", "match": {"path": "/y"}}])).unwrap_err();
+        let e = table(
+            json!([{"id": "a", "match": {"path": "/x"}}, {"id": "a", "match": {"path": "/y"}}]),
+        )
+        .unwrap_err();
         assert_eq!(e.path, "routes[1].id");
         let e = table(json!([{"id": "a", "match": {"path": "/x/{a}"}}, {"id": "b", "match": {"path": "/x/{b}"}}])).unwrap_err();
         assert_eq!(e.path, "routes[1].match.path");
         let e = table(json!([{"id": "a", "match": {"path": "/x"}}, {"id": "b", "match": {"path": "/x", "methods": ["GET"]}}])).unwrap_err();
         assert_eq!(e.path, "routes[1].match");
-        let e = table(json!([{"id": "a", "match": {"path": "/x", "methods": ["FETCH"]}}])).unwrap_err();
+        let e =
+            table(json!([{"id": "a", "match": {"path": "/x", "methods": ["FETCH"]}}])).unwrap_err();
         assert_eq!(e.path, "routes[0].match.methods[0]");
-        let e = table(json!([{"id": "a", "match": {"path": "/x"}, "auth": {"providers": ["nope"]}}])).unwrap_err();
+        let e =
+            table(json!([{"id": "a", "match": {"path": "/x"}, "auth": {"providers": ["nope"]}}]))
+                .unwrap_err();
         assert_eq!(e.path, "routes[0].auth.providers[0]");
         let e = table(json!([{"id": "a", "match": {"path": "x"}}])).unwrap_err();
         assert_eq!(e.path, "routes[0].match.path");

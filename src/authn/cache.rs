@@ -63,6 +63,8 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn verified(exp: i64) -> Rc<VerifiedToken> {
         Rc::new(VerifiedToken {

@@ -9,16 +9,26 @@ use crate::request::RequestView;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
     /// A header (lowercased name); with a scheme, the value must be `<scheme> <token>`.
-    Header { name: String, scheme: Option<String> },
-    Cookie { name: String },
-    Query { name: String },
+    Header {
+        name: String,
+        scheme: Option<String>,
+    },
+    Cookie {
+        name: String,
+    },
+    Query {
+        name: String,
+    },
 }
 
 /// The query parameter RFC 6750 section 2.3 defines; refused when query tokens are not enabled.
 const RFC6750_QUERY_PARAMETER: &str = "access_token";
 
 /// Finds the one token in the request. `Ok(None)`: no token at all.
-pub fn extract<'r>(sources: &'r [TokenSource], request: &'r RequestView) -> Result<Option<&'r str>, Reason> {
+pub fn extract<'r>(
+    sources: &'r [TokenSource],
+    request: &'r RequestView,
+) -> Result<Option<&'r str>, Reason> {
     let mut found: Option<&str> = None;
     let mut take = |token: &'r str| -> Result<(), Reason> {
         if found.replace(token).is_some() {
@@ -51,7 +61,11 @@ pub fn extract<'r>(sources: &'r [TokenSource], request: &'r RequestView) -> Resu
             }
         }
     }
-    if !query_enabled && query_values(request.query(), RFC6750_QUERY_PARAMETER).next().is_some() {
+    if !query_enabled
+        && query_values(request.query(), RFC6750_QUERY_PARAMETER)
+            .next()
+            .is_some()
+    {
         return Err(Reason::TokenInQuery);
     }
     Ok(found)
@@ -64,7 +78,11 @@ fn header_token<'v>(value: &'v str, scheme: Option<&str>) -> Result<Option<&'v s
         Some(scheme) => {
             let Some((given, rest)) = value.split_once(' ') else {
                 // "Bearer" with nothing after it is a malformed bearer credential.
-                return if value.eq_ignore_ascii_case(scheme) { Err(Reason::TokenMalformed) } else { Ok(None) };
+                return if value.eq_ignore_ascii_case(scheme) {
+                    Err(Reason::TokenMalformed)
+                } else {
+                    Ok(None)
+                };
             };
             if !given.eq_ignore_ascii_case(scheme) {
                 return Ok(None);
@@ -97,6 +115,8 @@ fn query_values<'q>(query: Option<&'q str>, name: &'q str) -> impl Iterator<Item
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn bearer() -> Vec<TokenSource> {
         vec![TokenSource::Header {
@@ -113,12 +133,27 @@ mod tests {
 
     #[test]
     fn bearer_header() {
-        assert_eq!(extract(&bearer(), &view(&[("authorization", "Bearer abc.def.ghi")])), Ok(Some("abc.def.ghi")));
-        assert_eq!(extract(&bearer(), &view(&[("authorization", "bearer  abc")])), Ok(Some("abc")));
-        assert_eq!(extract(&bearer(), &view(&[("authorization", "Basic dXNlcg==")])), Ok(None));
+        assert_eq!(
+            extract(&bearer(), &view(&[("authorization", "Bearer abc.def.ghi")])),
+            Ok(Some("abc.def.ghi"))
+        );
+        assert_eq!(
+            extract(&bearer(), &view(&[("authorization", "bearer  abc")])),
+            Ok(Some("abc"))
+        );
+        assert_eq!(
+            extract(&bearer(), &view(&[("authorization", "Basic dXNlcg==")])),
+            Ok(None)
+        );
         assert_eq!(extract(&bearer(), &view(&[])), Ok(None));
-        assert_eq!(extract(&bearer(), &view(&[("authorization", "Bearer")])), Err(Reason::TokenMalformed));
-        assert_eq!(extract(&bearer(), &view(&[("authorization", "Bearer a b")])), Err(Reason::TokenMalformed));
+        assert_eq!(
+            extract(&bearer(), &view(&[("authorization", "Bearer")])),
+            Err(Reason::TokenMalformed)
+        );
+        assert_eq!(
+            extract(&bearer(), &view(&[("authorization", "Bearer a b")])),
+            Err(Reason::TokenMalformed)
+        );
     }
 
     #[test]
@@ -128,8 +163,14 @@ mod tests {
         let mut sources = bearer();
         sources.push(TokenSource::Cookie { name: "at".into() });
         let header_and_cookie = view(&[("authorization", "Bearer a"), ("cookie", "x=1; at=b")]);
-        assert_eq!(extract(&sources, &header_and_cookie), Err(Reason::TokenMultiple));
-        assert_eq!(extract(&sources, &view(&[("cookie", "x=1; at=b")])), Ok(Some("b")));
+        assert_eq!(
+            extract(&sources, &header_and_cookie),
+            Err(Reason::TokenMultiple)
+        );
+        assert_eq!(
+            extract(&sources, &view(&[("cookie", "x=1; at=b")])),
+            Ok(Some("b"))
+        );
     }
 
     #[test]
@@ -137,7 +178,9 @@ mod tests {
         let request = RequestView::new(vec![(":path".into(), "/x?a=1&access_token=t".into())]);
         assert_eq!(extract(&bearer(), &request), Err(Reason::TokenInQuery));
         let mut sources = bearer();
-        sources.push(TokenSource::Query { name: "access_token".into() });
+        sources.push(TokenSource::Query {
+            name: "access_token".into(),
+        });
         assert_eq!(extract(&sources, &request), Ok(Some("t")));
         let harmless = RequestView::new(vec![(":path".into(), "/x?not_access_token=t".into())]);
         assert_eq!(extract(&bearer(), &harmless), Ok(None));
@@ -145,7 +188,13 @@ mod tests {
 
     #[test]
     fn custom_header_without_scheme() {
-        let sources = vec![TokenSource::Header { name: "x-token".into(), scheme: None }];
-        assert_eq!(extract(&sources, &view(&[("x-token", " t1 ")])), Ok(Some("t1")));
+        let sources = vec![TokenSource::Header {
+            name: "x-token".into(),
+            scheme: None,
+        }];
+        assert_eq!(
+            extract(&sources, &view(&[("x-token", " t1 ")])),
+            Ok(Some("t1"))
+        );
     }
 }

@@ -141,7 +141,9 @@ impl KeySet {
                 Ok(Some(key)) if keys.len() < MAX_KEYS => keys.push(key),
                 Ok(Some(_)) => return Err(format!("more than {MAX_KEYS} keys")),
                 Ok(None) => {}
-                Err(msg) if origin == KeyOrigin::Inline => return Err(format!("keys[{index}]: {msg}")),
+                Err(msg) if origin == KeyOrigin::Inline => {
+                    return Err(format!("keys[{index}]: {msg}"))
+                }
                 Err(_) => {}
             }
         }
@@ -205,7 +207,10 @@ fn decode_b64url(field: &str, value: Option<&String>) -> Result<Vec<u8>, String>
 }
 
 /// `Ok(None)`: a well-formed key finguard does not verify with (e.g. `use: enc`).
-fn parse_key(value: serde_json::Value, origin: KeyOrigin) -> Result<Option<VerificationKey>, String> {
+fn parse_key(
+    value: serde_json::Value,
+    origin: KeyOrigin,
+) -> Result<Option<VerificationKey>, String> {
     let jwk: RawJwk = serde_json::from_value(value).map_err(|_| "not a JWK".to_string())?;
     if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
         return Ok(None);
@@ -291,6 +296,8 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn rsa_jwk(kid: &str) -> String {
         // A 2048-bit modulus (256 bytes) made by repeating a known-good prefix: parsing only.
@@ -302,7 +309,11 @@ mod tests {
 
     #[test]
     fn rsa_key_verifies_only_rsa_algorithms() {
-        let set = KeySet::parse(format!(r#"{{"keys":[{}]}}"#, rsa_jwk("a")).as_bytes(), KeyOrigin::Remote).unwrap();
+        let set = KeySet::parse(
+            format!(r#"{{"keys":[{}]}}"#, rsa_jwk("a")).as_bytes(),
+            KeyOrigin::Remote,
+        )
+        .unwrap();
         assert_eq!(set.candidates(Some("a"), Algorithm::RS256).count(), 1);
         assert_eq!(set.candidates(Some("a"), Algorithm::PS256).count(), 1);
         assert_eq!(set.candidates(Some("a"), Algorithm::HS256).count(), 0);
@@ -319,14 +330,26 @@ mod tests {
         );
         let set = KeySet::parse(doc.as_bytes(), KeyOrigin::Remote).unwrap();
         assert_eq!(set.len(), 1);
-        assert!(KeySet::parse(br#"{"keys":[{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI"}]}"#, KeyOrigin::Remote).is_err());
+        assert!(KeySet::parse(
+            br#"{"keys":[{"kty":"oct","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI"}]}"#,
+            KeyOrigin::Remote
+        )
+        .is_err());
     }
 
     #[test]
     fn inline_sets_report_the_bad_entry_and_enforce_sizes() {
-        let err = KeySet::parse(br#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}"#, KeyOrigin::Inline).unwrap_err();
+        let err = KeySet::parse(
+            br#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB"}]}"#,
+            KeyOrigin::Inline,
+        )
+        .unwrap_err();
         assert!(err.starts_with("keys[0]: RSA modulus"), "{err}");
-        let err = KeySet::parse(br#"{"keys":[{"kty":"oct","k":"c2hvcnQ"}]}"#, KeyOrigin::Inline).unwrap_err();
+        let err = KeySet::parse(
+            br#"{"keys":[{"kty":"oct","k":"c2hvcnQ"}]}"#,
+            KeyOrigin::Inline,
+        )
+        .unwrap_err();
         assert!(err.contains("HMAC secret"), "{err}");
         let set = KeySet::parse(
             br#"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI"}]}"#,
@@ -340,17 +363,29 @@ mod tests {
 
     #[test]
     fn jwk_alg_pins_the_algorithm() {
-        let doc = format!(r#"{{"keys":[{}]}}"#, rsa_jwk("a").replace("\"e\"", "\"alg\":\"PS256\",\"e\""));
+        let doc = format!(
+            r#"{{"keys":[{}]}}"#,
+            rsa_jwk("a").replace("\"e\"", "\"alg\":\"PS256\",\"e\"")
+        );
         let set = KeySet::parse(doc.as_bytes(), KeyOrigin::Remote).unwrap();
         assert_eq!(set.candidates(Some("a"), Algorithm::RS256).count(), 0);
         assert_eq!(set.candidates(Some("a"), Algorithm::PS256).count(), 1);
-        let bad = format!(r#"{{"keys":[{}]}}"#, rsa_jwk("a").replace("\"e\"", "\"alg\":\"ES256\",\"e\""));
+        let bad = format!(
+            r#"{{"keys":[{}]}}"#,
+            rsa_jwk("a").replace("\"e\"", "\"alg\":\"ES256\",\"e\"")
+        );
         assert!(KeySet::parse(bad.as_bytes(), KeyOrigin::Inline).is_err());
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for doc in [&b""[..], b"[]", b"{}", b"{\"keys\":[1]}", b"{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"!!\"}]}"] {
+        for doc in [
+            &b""[..],
+            b"[]",
+            b"{}",
+            b"{\"keys\":[1]}",
+            b"{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"!!\"}]}",
+        ] {
             assert!(KeySet::parse(doc, KeyOrigin::Remote).is_err());
         }
     }

@@ -83,7 +83,9 @@ impl ProviderKeys {
     /// A kid was not found: may a refetch still change that? Only if one is allowed soon.
     pub fn may_refetch(&self, source: &KeySource, now: i64) -> bool {
         match (source, self.fetched_at) {
-            (KeySource::Remote(remote), Some(at)) => now >= at.saturating_add(remote.min_refetch_seconds),
+            (KeySource::Remote(remote), Some(at)) => {
+                now >= at.saturating_add(remote.min_refetch_seconds)
+            }
             _ => false,
         }
     }
@@ -142,6 +144,8 @@ impl Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn remote() -> RemoteJwks {
         RemoteJwks {
@@ -184,7 +188,10 @@ mod tests {
         assert_eq!(decoded.fetched_at, 1234);
         assert_eq!(decoded.document, b"{\"keys\":[]}");
         assert!(PublishedJwks::decode(b"nonsense").is_none());
-        let lease = Lease { holder: 7, until_ms: 99 };
+        let lease = Lease {
+            holder: 7,
+            until_ms: 99,
+        };
         assert_eq!(Lease::decode(&lease.encode()), Some(lease));
         assert!(Lease::decode(b"7").is_none());
         assert!(lease.is_free(99) && !lease.is_free(98));

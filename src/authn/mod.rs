@@ -59,9 +59,15 @@ impl Authenticator<'_> {
         }
         let digest = cache::digest(token);
         if let Some(hit) = cache.get(&digest) {
-            let provider = self.providers.get(hit.provider).ok_or(Reason::IssuerUnknown)?;
+            let provider = self
+                .providers
+                .get(hit.provider)
+                .ok_or(Reason::IssuerUnknown)?;
             if !provider_allowed(hit.provider) {
-                return Err(AuthnError::Refused(Reason::IssuerUnknown, Some(hit.provider)));
+                return Err(AuthnError::Refused(
+                    Reason::IssuerUnknown,
+                    Some(hit.provider),
+                ));
             }
             if let Err(reason) = hit.check_still_valid(provider, now) {
                 cache.remove(&digest);
@@ -87,7 +93,9 @@ impl Authenticator<'_> {
         let key_set = match state.status(source, now) {
             KeyStatus::Ready(set) => set,
             KeyStatus::Pending if may_wait => return Err(AuthnError::WaitForKeys(index)),
-            KeyStatus::Pending | KeyStatus::Expired => return Err(refused(Reason::KeysUnavailable)),
+            KeyStatus::Pending | KeyStatus::Expired => {
+                return Err(refused(Reason::KeysUnavailable))
+            }
         };
         match verify::check_signature(&parsed, key_set) {
             Ok(()) => {}

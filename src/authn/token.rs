@@ -95,6 +95,8 @@ fn is_strict_base64url(segment: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn b64(s: &str) -> String {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
@@ -106,7 +108,10 @@ mod tests {
 
     #[test]
     fn parses_a_well_formed_token() {
-        let t = token(r#"{"alg":"ES256","kid":"k1","typ":"at+jwt"}"#, r#"{"sub":"alice"}"#);
+        let t = token(
+            r#"{"alg":"ES256","kid":"k1","typ":"at+jwt"}"#,
+            r#"{"sub":"alice"}"#,
+        );
         let parsed = parse(&t, 8192).unwrap();
         assert_eq!(parsed.alg, Algorithm::ES256);
         assert_eq!(parsed.kid.as_deref(), Some("k1"));
@@ -119,10 +124,22 @@ mod tests {
 
     #[test]
     fn refuses_none_unknown_and_missing_algorithms() {
-        assert_eq!(parse(&token(r#"{"alg":"none"}"#, "{}"), 8192).unwrap_err(), Reason::AlgorithmNotAllowed);
-        assert_eq!(parse(&token(r#"{"alg":"HS1"}"#, "{}"), 8192).unwrap_err(), Reason::AlgorithmNotAllowed);
-        assert_eq!(parse(&token(r#"{"typ":"JWT"}"#, "{}"), 8192).unwrap_err(), Reason::TokenMalformed);
-        assert_eq!(parse(&token(r#"{"alg":256}"#, "{}"), 8192).unwrap_err(), Reason::TokenMalformed);
+        assert_eq!(
+            parse(&token(r#"{"alg":"none"}"#, "{}"), 8192).unwrap_err(),
+            Reason::AlgorithmNotAllowed
+        );
+        assert_eq!(
+            parse(&token(r#"{"alg":"HS1"}"#, "{}"), 8192).unwrap_err(),
+            Reason::AlgorithmNotAllowed
+        );
+        assert_eq!(
+            parse(&token(r#"{"typ":"JWT"}"#, "{}"), 8192).unwrap_err(),
+            Reason::TokenMalformed
+        );
+        assert_eq!(
+            parse(&token(r#"{"alg":256}"#, "{}"), 8192).unwrap_err(),
+            Reason::TokenMalformed
+        );
     }
 
     #[test]
@@ -158,7 +175,10 @@ mod tests {
 
     #[test]
     fn enforces_the_size_limit_before_decoding() {
-        let t = token(r#"{"alg":"RS256"}"#, &format!(r#"{{"pad":"{}"}}"#, "x".repeat(9000)));
+        let t = token(
+            r#"{"alg":"RS256"}"#,
+            &format!(r#"{{"pad":"{}"}}"#, "x".repeat(9000)),
+        );
         assert_eq!(parse(&t, 8192).unwrap_err(), Reason::TokenTooLarge);
     }
 }

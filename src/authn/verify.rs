@@ -38,7 +38,11 @@ pub fn issuer<'t>(token: &'t UnverifiedToken<'_>) -> Result<&'t str, Reason> {
 }
 
 /// Claim checks that need no key.
-pub fn check_claims(token: &UnverifiedToken<'_>, provider: &Provider, now: i64) -> Result<Times, Reason> {
+pub fn check_claims(
+    token: &UnverifiedToken<'_>,
+    provider: &Provider,
+    now: i64,
+) -> Result<Times, Reason> {
     if !provider.algorithms.contains(&token.alg) {
         return Err(Reason::AlgorithmNotAllowed);
     }
@@ -161,7 +165,11 @@ fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<()
 fn scopes(claims: &Map<String, Value>, claim: &str) -> Result<Vec<String>, Reason> {
     match claims.get(claim) {
         None => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()),
+        Some(Value::String(s)) => Ok(s
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()),
         Some(Value::Array(items)) => items
             .iter()
             .map(|item| item.as_str().map(str::to_owned).ok_or(Reason::ClaimInvalid))
@@ -197,6 +205,8 @@ mod tests {
     use crate::config::Mode;
     use jsonwebtoken::Algorithm;
     use serde_json::json;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const NOW: i64 = 1_800_000_000;
 
@@ -211,8 +221,14 @@ mod tests {
             typ: None,
             scope_claim: "scope".into(),
             forward_claims: vec![
-                ClaimHeader { pointer: "/sub".into(), header: "x-auth-subject".into() },
-                ClaimHeader { pointer: "/realm/roles".into(), header: "x-auth-roles".into() },
+                ClaimHeader {
+                    pointer: "/sub".into(),
+                    header: "x-auth-subject".into(),
+                },
+                ClaimHeader {
+                    pointer: "/realm/roles".into(),
+                    header: "x-auth-roles".into(),
+                },
             ],
             mode: Mode::Enforce,
         }
@@ -250,28 +266,68 @@ mod tests {
         let p = provider();
         let cases = [
             (with(good(), "exp", json!(NOW - 61)), Reason::TokenExpired),
-            (with(good(), "nbf", json!(NOW + 61)), Reason::TokenNotYetValid),
-            (with(good(), "iat", json!(NOW + 61)), Reason::TokenIssuedInFuture),
-            (with(good(), "exp", json!(NOW + 3601)), Reason::TokenLifetimeTooLong),
+            (
+                with(good(), "nbf", json!(NOW + 61)),
+                Reason::TokenNotYetValid,
+            ),
+            (
+                with(good(), "iat", json!(NOW + 61)),
+                Reason::TokenIssuedInFuture,
+            ),
+            (
+                with(good(), "exp", json!(NOW + 3601)),
+                Reason::TokenLifetimeTooLong,
+            ),
             (with(good(), "aud", json!("other")), Reason::AudienceInvalid),
-            (with(good(), "aud", json!(["other"])), Reason::AudienceInvalid),
+            (
+                with(good(), "aud", json!(["other"])),
+                Reason::AudienceInvalid,
+            ),
             (with(good(), "exp", json!("soon")), Reason::ClaimInvalid),
         ];
         for (claims, reason) in cases {
-            assert_eq!(check_claims(&token(claims.clone(), Algorithm::RS256), &p, NOW).unwrap_err(), reason, "{claims}");
+            assert_eq!(
+                check_claims(&token(claims.clone(), Algorithm::RS256), &p, NOW).unwrap_err(),
+                reason,
+                "{claims}"
+            );
         }
         let mut no_exp = good();
         no_exp.as_object_mut().unwrap().remove("exp");
-        assert_eq!(check_claims(&token(no_exp, Algorithm::RS256), &p, NOW).unwrap_err(), Reason::ClaimMissing);
-        assert_eq!(check_claims(&token(good(), Algorithm::PS256), &p, NOW).unwrap_err(), Reason::AlgorithmNotAllowed);
+        assert_eq!(
+            check_claims(&token(no_exp, Algorithm::RS256), &p, NOW).unwrap_err(),
+            Reason::ClaimMissing
+        );
+        assert_eq!(
+            check_claims(&token(good(), Algorithm::PS256), &p, NOW).unwrap_err(),
+            Reason::AlgorithmNotAllowed
+        );
     }
 
     #[test]
     fn skew_is_tolerated() {
         let p = provider();
-        assert!(check_claims(&token(with(good(), "exp", json!(NOW - 59)), Algorithm::RS256), &p, NOW).is_ok());
-        assert!(check_claims(&token(with(good(), "nbf", json!(NOW + 59)), Algorithm::RS256), &p, NOW).is_ok());
-        assert!(check_claims(&token(with(good(), "exp", json!((NOW + 10) as f64 + 0.5)), Algorithm::RS256), &p, NOW).is_ok());
+        assert!(check_claims(
+            &token(with(good(), "exp", json!(NOW - 59)), Algorithm::RS256),
+            &p,
+            NOW
+        )
+        .is_ok());
+        assert!(check_claims(
+            &token(with(good(), "nbf", json!(NOW + 59)), Algorithm::RS256),
+            &p,
+            NOW
+        )
+        .is_ok());
+        assert!(check_claims(
+            &token(
+                with(good(), "exp", json!((NOW + 10) as f64 + 0.5)),
+                Algorithm::RS256
+            ),
+            &p,
+            NOW
+        )
+        .is_ok());
     }
 
     #[test]
@@ -279,26 +335,69 @@ mod tests {
         let mut p = provider();
         p.typ = Some(vec!["at+jwt".into()]);
         let mut t = token(good(), Algorithm::RS256);
-        assert_eq!(check_claims(&t, &p, NOW).unwrap_err(), Reason::TokenTypeInvalid);
+        assert_eq!(
+            check_claims(&t, &p, NOW).unwrap_err(),
+            Reason::TokenTypeInvalid
+        );
         t.typ = Some("application/AT+JWT".into());
         assert!(check_claims(&t, &p, NOW).is_ok());
         t.typ = Some("JWT".into());
-        assert_eq!(check_claims(&t, &p, NOW).unwrap_err(), Reason::TokenTypeInvalid);
+        assert_eq!(
+            check_claims(&t, &p, NOW).unwrap_err(),
+            Reason::TokenTypeInvalid
+        );
     }
 
     #[test]
     fn accept_extracts_scopes_and_forwarded_headers() {
-        let claims = json!({"sub": "alice", "scope": "a  b", "realm": {"roles": ["teller", "auditor"]}});
+        let claims =
+            json!({"sub": "alice", "scope": "a  b", "realm": {"roles": ["teller", "auditor"]}});
         let t = token(claims, Algorithm::RS256);
-        let v = accept(t, 0, &provider(), Times { exp: NOW, nbf: None }).unwrap();
+        let v = accept(
+            t,
+            0,
+            &provider(),
+            Times {
+                exp: NOW,
+                nbf: None,
+            },
+        )
+        .unwrap();
         assert_eq!(v.scopes, ["a", "b"]);
         assert_eq!(
             v.forward_headers,
-            [("x-auth-subject".to_string(), "alice".to_string()), ("x-auth-roles".to_string(), "teller,auditor".to_string())]
+            [
+                ("x-auth-subject".to_string(), "alice".to_string()),
+                ("x-auth-roles".to_string(), "teller,auditor".to_string())
+            ]
         );
         let evil = token(json!({"sub": "alice\r\nx-admin: 1"}), Algorithm::RS256);
-        assert_eq!(accept(evil, 0, &provider(), Times { exp: NOW, nbf: None }).unwrap_err(), Reason::ClaimInvalid);
+        assert_eq!(
+            accept(
+                evil,
+                0,
+                &provider(),
+                Times {
+                    exp: NOW,
+                    nbf: None
+                }
+            )
+            .unwrap_err(),
+            Reason::ClaimInvalid
+        );
         let scp = token(json!({"scope": ["a", 1]}), Algorithm::RS256);
-        assert_eq!(accept(scp, 0, &provider(), Times { exp: NOW, nbf: None }).unwrap_err(), Reason::ClaimInvalid);
+        assert_eq!(
+            accept(
+                scp,
+                0,
+                &provider(),
+                Times {
+                    exp: NOW,
+                    nbf: None
+                }
+            )
+            .unwrap_err(),
+            Reason::ClaimInvalid
+        );
     }
 }

@@ -1,0 +1,333 @@
+//! The root context: one per VM (per Envoy worker). It compiles the configuration, keeps the
+//! per-VM state (keys, token cache, requests waiting for keys) and drives the remote JWKS: on
+//! every tick it installs keys other VMs published, fetches when due and it holds the lease, and
+//! answers waiting requests whose keys arrived or whose wait ran out.
+
+use super::http::{apply_verdict, FilterContext, Shared};
+use super::{jwks_sync, log, now_ms};
+use crate::authn::cache::TokenCache;
+use crate::authn::jwks::{KeyOrigin, KeySet};
+use crate::authn::keys::{KeySource, ProviderKeys};
+use crate::config::Config;
+use crate::decision::Verdict;
+use crate::pipeline::{self, VmState};
+use crate::request::RequestView;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+const TICK: Duration = Duration::from_millis(200);
+
+/// Everything one VM holds for one configuration.
+pub struct Vm {
+    pub config: Rc<Config>,
+    pub keys: Vec<ProviderKeys>,
+    pub cache: TokenCache,
+    /// Shared-data version of the JWKS installed per provider.
+    key_versions: Vec<Option<u32>>,
+    /// Bumped whenever any provider's keys change; waiters re-judge when it moves.
+    pub key_generation: u64,
+    pub waiters: Vec<Waiter>,
+    /// In-flight JWKS fetches: call token -> provider index.
+    fetches: HashMap<u32, usize>,
+    nonce: u64,
+}
+
+/// A request held in `on_http_request_headers` until its provider's keys are loaded.
+pub struct Waiter {
+    pub context_id: u32,
+    pub request: RequestView,
+    pub deadline_ms: i64,
+    pub key_generation: u64,
+}
+
+impl Vm {
+    fn new(config: Config, now_ms: i64) -> Vm {
+        let keys = config
+            .key_sources
+            .iter()
+            .map(|source| match source {
+                KeySource::Inline(set) => ProviderKeys {
+                    keys: Some(Rc::clone(set)),
+                    ..ProviderKeys::default()
+                },
+                KeySource::Remote(_) => ProviderKeys::default(),
+            })
+            .collect();
+        Vm {
+            cache: TokenCache::new(config.token_cache_entries),
+            key_versions: vec![None; config.providers.len()],
+            config: Rc::new(config),
+            keys,
+            key_generation: 0,
+            waiters: Vec::new(),
+            fetches: HashMap::new(),
+            nonce: jwks_sync::vm_nonce(now_ms),
+        }
+    }
+
+    fn install(&mut self, provider: usize, keys: KeySet, fetched_at: i64, version: Option<u32>) {
+        if let Some(state) = self.keys.get_mut(provider) {
+            state.keys = Some(Rc::new(keys));
+            state.fetched_at = Some(fetched_at);
+            state.refetch_wanted = false;
+        }
+        if let Some(v) = self.key_versions.get_mut(provider) {
+            *v = version;
+        }
+        self.key_generation += 1;
+        // A key that disappeared must stop being honoured now, not when cached tokens expire.
+        self.cache.clear();
+    }
+}
+
+#[derive(Default)]
+pub struct Root {
+    vm: Shared,
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let now = now_ms();
+        let Ok(mut guard) = self.vm.try_borrow_mut() else {
+            return;
+        };
+        let Some(vm) = guard.as_mut() else { return };
+        let Some(provider) = vm.fetches.remove(&token) else {
+            return;
+        };
+        let config = Rc::clone(&vm.config);
+        let (Some(p), Some(KeySource::Remote(remote))) = (
+            config.providers.get(provider),
+            config.key_sources.get(provider),
+        ) else {
+            return;
+        };
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten();
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten();
+        let parsed = match (status.as_deref(), body) {
+            (Some("200"), Some(body)) => {
+                KeySet::parse(&body, KeyOrigin::Remote).map(|keys| (keys, body))
+            }
+            (Some(status), _) => Err(format!("HTTP status {status}")),
+            (None, _) => Err("no response (connection failure or timeout)".into()),
+        };
+        match parsed {
+            Ok((keys, body)) => {
+                let fetched_at = now / 1000;
+                if !jwks_sync::publish(&p.name, fetched_at, &body) {
+                    log(LogLevel::Warn, "could not publish JWKS to shared data");
+                }
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "provider {}: fetched JWKS with {} usable keys",
+                        p.name,
+                        keys.len()
+                    ),
+                );
+                // Release the lease; the published fetch time now decides when the next is due.
+                jwks_sync::hold_lease_until(&p.name, vm.nonce, now);
+                vm.install(provider, keys, fetched_at, None);
+            }
+            Err(why) => {
+                log(
+                    LogLevel::Warn,
+                    &format!("provider {}: JWKS fetch failed: {why}", p.name),
+                );
+                jwks_sync::hold_lease_until(&p.name, vm.nonce, now + remote.retry_seconds * 1000);
+            }
+        }
+        drop(guard);
+        self.answer_waiters(now);
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, size: usize) -> bool {
+        let text = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, size) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => Vec::new(),
+            Err(_) => {
+                log(
+                    LogLevel::Critical,
+                    "configuration refused: cannot read the plugin configuration",
+                );
+                return false;
+            }
+        };
+        let config = match Config::compile(&text) {
+            Ok(config) => config,
+            Err(e) => {
+                log(LogLevel::Critical, &format!("configuration refused: {e}"));
+                return false;
+            }
+        };
+        let has_remote = config
+            .key_sources
+            .iter()
+            .any(|s| matches!(s, KeySource::Remote(_)));
+        let now = now_ms();
+        let Ok(mut slot) = self.vm.try_borrow_mut() else {
+            return false;
+        };
+        *slot = Some(Vm::new(config, now));
+        drop(slot);
+        if has_remote && hostcalls::set_tick_period(TICK).is_err() {
+            log(
+                LogLevel::Critical,
+                "configuration refused: cannot start the JWKS timer",
+            );
+            return false;
+        }
+        log(LogLevel::Info, "configuration loaded");
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let now = now_ms();
+        self.sync_keys(now);
+        self.answer_waiters(now);
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(FilterContext::new(
+            context_id,
+            Rc::clone(&self.vm),
+        )))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl Root {
+    /// Installs newer published keys; fetches where due and the lease is ours.
+    fn sync_keys(&mut self, now: i64) {
+        let Ok(mut guard) = self.vm.try_borrow_mut() else {
+            return;
+        };
+        let Some(vm) = guard.as_mut() else { return };
+        let config = Rc::clone(&vm.config);
+        for (index, (provider, source)) in
+            config.providers.iter().zip(&config.key_sources).enumerate()
+        {
+            let KeySource::Remote(remote) = source else {
+                continue;
+            };
+            let seen = vm.key_versions.get(index).copied().flatten();
+            if let Some(published) = jwks_sync::read_published(&provider.name, seen) {
+                let newer = vm
+                    .keys
+                    .get(index)
+                    .and_then(|k| k.fetched_at)
+                    .is_none_or(|mine| published.fetched_at >= mine);
+                if newer {
+                    vm.install(
+                        index,
+                        published.keys,
+                        published.fetched_at,
+                        Some(published.version),
+                    );
+                } else if let Some(v) = vm.key_versions.get_mut(index) {
+                    *v = Some(published.version);
+                }
+            }
+            let state = vm.keys.get(index);
+            let fetched_at = jwks_sync::published_fetch_time(&provider.name)
+                .or(state.and_then(|s| s.fetched_at));
+            let wanted = state.is_some_and(|s| s.refetch_wanted);
+            if vm.fetches.values().any(|&p| p == index)
+                || !remote.fetch_due(fetched_at, wanted, now / 1000)
+            {
+                continue;
+            }
+            let hold_ms = i64::try_from(remote.timeout_ms).unwrap_or(60_000) + 1000;
+            if !jwks_sync::try_acquire_lease(&provider.name, vm.nonce, now, hold_ms) {
+                continue;
+            }
+            match jwks_sync::dispatch_fetch(remote) {
+                Some(token) => {
+                    vm.fetches.insert(token, index);
+                }
+                None => {
+                    log(
+                        LogLevel::Warn,
+                        &format!(
+                            "provider {}: cannot dispatch JWKS fetch to cluster {}",
+                            provider.name, remote.cluster
+                        ),
+                    );
+                    jwks_sync::hold_lease_until(
+                        &provider.name,
+                        vm.nonce,
+                        now + remote.retry_seconds * 1000,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Re-judges waiting requests whose keys changed or whose wait is over, and applies the
+    /// verdicts. The state borrow ends before any verdict is applied: applying one calls into
+    /// Envoy, which may call back into this VM.
+    fn answer_waiters(&mut self, now: i64) {
+        let mut ready = Vec::new();
+        {
+            let Ok(mut guard) = self.vm.try_borrow_mut() else {
+                return;
+            };
+            let Some(vm) = guard.as_mut() else { return };
+            let generation = vm.key_generation;
+            let waiters = std::mem::take(&mut vm.waiters);
+            for waiter in waiters {
+                let timed_out = now >= waiter.deadline_ms;
+                if !timed_out && waiter.key_generation == generation {
+                    vm.waiters.push(waiter);
+                    continue;
+                }
+                let config = Rc::clone(&vm.config);
+                let state = VmState {
+                    keys: &mut vm.keys,
+                    cache: &mut vm.cache,
+                };
+                match pipeline::on_request_headers(
+                    &config,
+                    &waiter.request,
+                    state,
+                    now / 1000,
+                    !timed_out,
+                ) {
+                    Verdict::WaitForKeys { .. } => vm.waiters.push(Waiter {
+                        key_generation: generation,
+                        ..waiter
+                    }),
+                    verdict => ready.push((waiter.context_id, verdict)),
+                }
+            }
+        }
+        for (context_id, verdict) in ready {
+            // The stream may be gone (client hung up): then there is nothing to answer.
+            if hostcalls::set_effective_context(context_id).is_err() {
+                continue;
+            }
+            if apply_verdict(&verdict) {
+                let _ = hostcalls::resume_http_request();
+            }
+        }
+    }
+}
