@@ -45,7 +45,7 @@ test-e2e: build envoy
 test-wasm:
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 	@command -v wasm-bindgen-test-runner >/dev/null && wasm-bindgen-test-runner --version | grep -q " $(WASM_BINDGEN_VERSION)$$" \
-	  || cargo install --quiet --locked wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
+	  || cargo install --quiet wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION)
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
 	  cargo test --lib -p finguard --target wasm32-unknown-unknown
 

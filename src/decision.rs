@@ -55,6 +55,8 @@ pub enum Reason {
     ScopeInsufficient,
     /// The provider's keys are not loaded (first fetch pending or failed, or past the grace).
     KeysUnavailable,
+    /// finguard has no valid configuration (it was refused at start): fail closed.
+    PolicyUnavailable,
 }
 
 /// What the WWW-Authenticate challenge says, per RFC 6750 section 3.
@@ -69,7 +71,7 @@ pub enum Challenge {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::RouteNotFound,
         Reason::MethodNotAllowed,
         Reason::TokenMissing,
@@ -92,6 +94,7 @@ impl Reason {
         Reason::ClaimInvalid,
         Reason::ScopeInsufficient,
         Reason::KeysUnavailable,
+        Reason::PolicyUnavailable,
     ];
 
     /// The stable slug: last segment of the problem `type`, the audit `reason` and the metric tag.
@@ -119,6 +122,7 @@ impl Reason {
             Reason::ClaimInvalid => "claim-invalid",
             Reason::ScopeInsufficient => "scope-insufficient",
             Reason::KeysUnavailable => "keys-unavailable",
+            Reason::PolicyUnavailable => "policy-unavailable",
         }
     }
 
@@ -127,7 +131,7 @@ impl Reason {
             Reason::RouteNotFound => 404,
             Reason::MethodNotAllowed => 405,
             Reason::ScopeInsufficient => 403,
-            Reason::KeysUnavailable => 503,
+            Reason::KeysUnavailable | Reason::PolicyUnavailable => 503,
             _ => 401,
         }
     }
@@ -157,14 +161,16 @@ impl Reason {
             Reason::ClaimInvalid => "The access token has an invalid claim",
             Reason::ScopeInsufficient => "The access token lacks a required scope",
             Reason::KeysUnavailable => "Token verification keys are unavailable",
+            Reason::PolicyUnavailable => "The security policy is unavailable",
         }
     }
 
     pub fn challenge(self) -> Challenge {
         match self {
-            Reason::RouteNotFound | Reason::MethodNotAllowed | Reason::KeysUnavailable => {
-                Challenge::None
-            }
+            Reason::RouteNotFound
+            | Reason::MethodNotAllowed
+            | Reason::KeysUnavailable
+            | Reason::PolicyUnavailable => Challenge::None,
             Reason::TokenMissing => Challenge::Bare,
             Reason::TokenMultiple | Reason::TokenInQuery => Challenge::InvalidRequest,
             Reason::ScopeInsufficient => Challenge::InsufficientScope,

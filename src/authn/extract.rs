@@ -73,6 +73,11 @@ pub fn extract<'r>(
 
 /// `Ok(None)` when the header uses another scheme (e.g. `Basic`): not a bearer token.
 fn header_token<'v>(value: &'v str, scheme: Option<&str>) -> Result<Option<&'v str>, Reason> {
+    // Envoy joins repeated headers with "," (RFC 9110 section 5.3), and a JWT never contains
+    // one: a comma means two credentials were sent.
+    if value.contains(',') {
+        return Err(Reason::TokenMultiple);
+    }
     let token = match scheme {
         None => value.trim(),
         Some(scheme) => {
@@ -160,6 +165,9 @@ mod tests {
     fn two_tokens_are_refused() {
         let two = view(&[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
         assert_eq!(extract(&bearer(), &two), Err(Reason::TokenMultiple));
+        // How Envoy presents two Authorization headers: one value, joined with a comma.
+        let merged = view(&[("authorization", "Bearer a,Bearer b")]);
+        assert_eq!(extract(&bearer(), &merged), Err(Reason::TokenMultiple));
         let mut sources = bearer();
         sources.push(TokenSource::Cookie { name: "at".into() });
         let header_and_cookie = view(&[("authorization", "Bearer a"), ("cookie", "x=1; at=b")]);

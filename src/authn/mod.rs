@@ -73,6 +73,20 @@ impl Authenticator<'_> {
                 cache.remove(&digest);
                 return Err(AuthnError::Refused(reason, Some(hit.provider)));
             }
+            // A token verified with keys that have since expired (fetches failing past the
+            // grace) is refused like any other: the cache never outlives the keys.
+            let keys_ready = match (keys.get(hit.provider), self.sources.get(hit.provider)) {
+                (Some(state), Some(source)) => {
+                    matches!(state.status(source, now), KeyStatus::Ready(_))
+                }
+                _ => false,
+            };
+            if !keys_ready {
+                return Err(AuthnError::Refused(
+                    Reason::KeysUnavailable,
+                    Some(hit.provider),
+                ));
+            }
             return Ok(hit);
         }
 
@@ -109,5 +123,79 @@ impl Authenticator<'_> {
         let verified = Rc::new(verify::accept(parsed, index, provider, times).map_err(refused)?);
         cache.insert(digest, Rc::clone(&verified));
         Ok(verified)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authn::jwks::KeySet;
+    use crate::authn::keys::RemoteJwks;
+    use crate::config::Mode;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn a_cache_hit_needs_usable_keys() {
+        let providers = [Provider {
+            name: "idp".into(),
+            issuer: "https://idp.example".into(),
+            audiences: vec!["api".into()],
+            algorithms: vec![jsonwebtoken::Algorithm::RS256],
+            clock_skew_seconds: 0,
+            max_lifetime_seconds: None,
+            typ: None,
+            scope_claim: "scope".into(),
+            forward_claims: vec![],
+            mode: Mode::Enforce,
+        }];
+        let sources = [KeySource::Remote(RemoteJwks {
+            cluster: "c".into(),
+            path: "/j".into(),
+            authority: "c".into(),
+            refresh_seconds: 10,
+            timeout_ms: 1000,
+            grace_seconds: 10,
+            min_refetch_seconds: 5,
+            retry_seconds: 1,
+        })];
+        let authenticator = Authenticator {
+            providers: &providers,
+            sources: &sources,
+            max_token_bytes: 8192,
+        };
+        let mut keys = [ProviderKeys {
+            keys: Some(Rc::new(KeySet::default())),
+            fetched_at: Some(1000),
+            refetch_wanted: false,
+        }];
+        let mut cache = TokenCache::new(4);
+        let token = "header.payload.signature";
+        cache.insert(
+            cache::digest(token),
+            Rc::new(VerifiedToken {
+                provider: 0,
+                exp: 5000,
+                nbf: None,
+                scopes: vec![],
+                forward_headers: vec![],
+                claims: Default::default(),
+            }),
+        );
+        assert!(authenticator
+            .authenticate(token, None, &mut keys, &mut cache, 1019, true)
+            .is_ok());
+        assert_eq!(
+            authenticator
+                .authenticate(token, None, &mut keys, &mut cache, 1020, true)
+                .unwrap_err(),
+            AuthnError::Refused(Reason::KeysUnavailable, Some(0))
+        );
+        assert_eq!(
+            authenticator
+                .authenticate(token, Some(&[]), &mut keys, &mut cache, 1000, true)
+                .unwrap_err(),
+            AuthnError::Refused(Reason::IssuerUnknown, Some(0))
+        );
     }
 }

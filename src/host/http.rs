@@ -4,7 +4,7 @@
 
 use super::root::{Vm, Waiter};
 use super::{log, now_ms};
-use crate::decision::{Refusal, Verdict};
+use crate::decision::{Reason, Refusal, RefusalContext, Verdict};
 use crate::pipeline::{self, VmState};
 use crate::request::RequestView;
 use proxy_wasm::hostcalls;
@@ -43,7 +43,8 @@ impl HttpContext for FilterContext {
                 return refuse_internal();
             };
             let Some(vm) = guard.as_mut() else {
-                return refuse_internal();
+                drop(guard);
+                return refuse_without_policy(&request);
             };
             let config = Rc::clone(&vm.config);
             let state = VmState {
@@ -143,6 +144,17 @@ fn send_refusal_internal() -> bool {
         let _ = hostcalls::reset_http_request();
     }
     false
+}
+
+/// No valid configuration loaded: fail closed with a clear 503.
+fn refuse_without_policy(request: &RequestView) -> Action {
+    let ctx = RefusalContext {
+        realm: "finguard",
+        request_id: request.request_id(),
+        ..RefusalContext::default()
+    };
+    send(&Refusal::new(Reason::PolicyUnavailable, &ctx));
+    Action::Pause
 }
 
 fn refuse_internal() -> Action {

@@ -61,7 +61,8 @@ pub fn try_acquire_lease(provider: &str, me: u64, now_ms: i64, hold_ms: i64) -> 
         return false;
     };
     if let Some(lease) = current.as_deref().and_then(Lease::decode) {
-        if !lease.is_free(now_ms) && lease.holder != me {
+        // Also when `me` holds it: after a failure the holder keeps it until the retry time.
+        if !lease.is_free(now_ms) {
             return false;
         }
     }

@@ -127,7 +127,8 @@ impl Context for Root {
         };
         match parsed {
             Ok((keys, body)) => {
-                let fetched_at = now / 1000;
+                // Rounded up: a refresh interval is never shorter than configured.
+                let fetched_at = (now + 999) / 1000;
                 if !jwks_sync::publish(&p.name, fetched_at, &body) {
                     log(LogLevel::Warn, "could not publish JWKS to shared data");
                 }
@@ -173,7 +174,7 @@ impl RootContext for Root {
             Ok(config) => config,
             Err(e) => {
                 log(LogLevel::Critical, &format!("configuration refused: {e}"));
-                return false;
+                return self.refuse_configuration();
             }
         };
         let has_remote = config
@@ -193,6 +194,8 @@ impl RootContext for Root {
             );
             return false;
         }
+        // Remember, for this Envoy process, that a valid policy has been serving.
+        let _ = hostcalls::set_shared_data(CONFIG_LOADED_KEY, Some(b"1"), None);
         log(LogLevel::Info, "configuration loaded");
         true
     }
@@ -215,7 +218,28 @@ impl RootContext for Root {
     }
 }
 
+/// Set in shared data once any valid configuration has loaded in this Envoy process.
+const CONFIG_LOADED_KEY: &str = "finguard:config-loaded";
+
 impl Root {
+    /// An invalid configuration. At start (no valid policy ever loaded in this process) finguard
+    /// loads with no policy and answers every request 503 `policy-unavailable`: Envoy keeps
+    /// running, nothing passes. Once a valid policy has served, an invalid update is rejected
+    /// instead (`false`), so Envoy keeps the previous one rather than denying everything.
+    fn refuse_configuration(&mut self) -> bool {
+        let served_before = matches!(
+            hostcalls::get_shared_data(CONFIG_LOADED_KEY),
+            Ok((Some(_), _))
+        );
+        if served_before {
+            return false;
+        }
+        if let Ok(mut slot) = self.vm.try_borrow_mut() {
+            *slot = None;
+        }
+        true
+    }
+
     /// Installs newer published keys; fetches where due and the lease is ours.
     fn sync_keys(&mut self, now: i64) {
         let Ok(mut guard) = self.vm.try_borrow_mut() else {

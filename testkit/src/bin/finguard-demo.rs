@@ -1,0 +1,188 @@
+//! finguard-demo: the demo API behind Envoy and finguard, on fixed local ports.
+//!
+//! Starts the demo upstream (accounts and payments payloads), a JWKS server with the fixture keys,
+//! and Envoy with `envoy/envoy.yaml` and `envoy/demo-config.json`, prints curl commands that show
+//! an allowed request and the main refusals, and runs until Ctrl-C or SIGTERM.
+//!
+//! Ports (env overrides): LISTEN_PORT 10000, ADMIN_PORT 9901, UPSTREAM_PORT 18080,
+//! JWKS_PORT 18081; LISTEN_ADDRESS 127.0.0.1. Envoy's rendered config and log are kept in
+//! `envoy/build/demo/`.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use testkit::envoy::EnvoyBuilder;
+use testkit::{fixtures, workspace_root, Algorithm, JwksServer, TokenBuilder, Upstream};
+
+const USAGE: &str = "usage: finguard-demo [--docker]
+
+Runs the demo API behind Envoy and finguard until Ctrl-C. With --docker, Envoy runs in the pinned
+envoyproxy/envoy image (envoy/docker-compose.yml, host networking) with the same envoy.yaml. Environment: LISTEN_ADDRESS
+(127.0.0.1), LISTEN_PORT (10000), ADMIN_PORT (9901), UPSTREAM_PORT (18080), JWKS_PORT (18081),
+ENVOY_BIN, FINGUARD_WASM.";
+
+fn main() -> Result<()> {
+    // Refuse anything unknown loudly rather than run something unasked for.
+    let docker = match std::env::args().nth(1).as_deref() {
+        None => false,
+        Some("--docker") => true,
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Some(arg) => anyhow::bail!("unknown argument {arg:?}\n\n{USAGE}"),
+    };
+    let listen_address = env_or("LISTEN_ADDRESS", "127.0.0.1".to_owned())?;
+    let listen_port: u16 = env_or("LISTEN_PORT", 10000)?;
+    let admin_port: u16 = env_or("ADMIN_PORT", 9901)?;
+    let upstream_port: u16 = env_or("UPSTREAM_PORT", 18080)?;
+    let jwks_port: u16 = env_or("JWKS_PORT", 18081)?;
+
+    let config_path = workspace_root().join("envoy/demo-config.json");
+    let config = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+
+    let upstream = Upstream::start_demo(upstream_port)?;
+    let jwks = JwksServer::start_on(jwks_port, &fixtures::jwks())?;
+    if docker {
+        return run_in_docker(
+            &config,
+            &listen_address,
+            listen_port,
+            admin_port,
+            &upstream,
+            &jwks,
+        );
+    }
+    let work_dir = workspace_root().join("envoy/build/demo");
+    println!("starting Envoy (log: {}/envoy.log) ...", work_dir.display());
+    let mut envoy = EnvoyBuilder::with_config_text(config)
+        .upstream(upstream.addr())
+        .jwks(jwks.addr())
+        .listen(&listen_address, listen_port)
+        .admin_port(admin_port)
+        .work_dir(&work_dir)
+        .start()?;
+
+    print_walkthrough(listen_port, admin_port);
+
+    let (stop_tx, stop_rx) = mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(());
+    })
+    .context("installing the Ctrl-C / SIGTERM handler")?;
+    loop {
+        match stop_rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(status) = envoy.exited() {
+                    eprintln!(
+                        "Envoy exited ({status}); see {}",
+                        envoy.log_path().display()
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    println!("stopping");
+    // Envoy first (its Drop kills the process), then the backends.
+    drop(envoy);
+    drop(jwks);
+    drop(upstream);
+    Ok(())
+}
+
+/// Renders envoy.yaml for the container (the module mounted at /etc/finguard/finguard.wasm; host
+/// networking, so loopback addresses are the same) and runs `docker compose up` until it exits.
+fn run_in_docker(
+    config: &str,
+    listen_address: &str,
+    listen_port: u16,
+    admin_port: u16,
+    upstream: &Upstream,
+    jwks: &JwksServer,
+) -> Result<()> {
+    let root = workspace_root();
+    let template = std::fs::read_to_string(root.join("envoy/envoy.yaml"))?;
+    let vars = [
+        ("ADMIN_PORT", admin_port.to_string()),
+        ("LISTEN_ADDRESS", listen_address.to_owned()),
+        ("LISTEN_PORT", listen_port.to_string()),
+        ("UPSTREAM_ADDRESS", upstream.addr().ip().to_string()),
+        ("UPSTREAM_PORT", upstream.addr().port().to_string()),
+        ("JWKS_ADDRESS", jwks.addr().ip().to_string()),
+        ("JWKS_PORT", jwks.addr().port().to_string()),
+        ("FINGUARD_WASM", "/etc/finguard/finguard.wasm".to_owned()),
+        ("FINGUARD_CONFIG", serde_json::to_string(config)?),
+    ];
+    let rendered = testkit::envoy::render(&template, &vars)?;
+    let out_dir = root.join("envoy/build/docker");
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::write(out_dir.join("envoy.yaml"), rendered)?;
+    print_walkthrough(listen_port, admin_port);
+    let status = std::process::Command::new("docker")
+        .args(["compose", "-f"])
+        .arg(root.join("envoy/docker-compose.yml"))
+        .arg("up")
+        .status()
+        .context("running docker compose (is Docker installed?)")?;
+    anyhow::ensure!(status.success(), "docker compose exited with {status}");
+    Ok(())
+}
+
+fn print_walkthrough(listen_port: u16, admin_port: u16) {
+    let base = format!("http://127.0.0.1:{listen_port}");
+    let hours = 12 * 3600;
+    let full = TokenBuilder::rs256()
+        .claim("client_id", "demo-app")
+        .scope("accounts:read payments:write")
+        .expires_in(hours)
+        .sign();
+    let read_only = TokenBuilder::new(Algorithm::ES256)
+        .claim("client_id", "demo-app")
+        .scope("accounts:read")
+        .expires_in(hours)
+        .sign();
+    let expired = TokenBuilder::rs256()
+        .claim("client_id", "demo-app")
+        .issued_in(-7200)
+        .expires_in(-3600)
+        .sign();
+    let payment =
+        r#"'{"amount": 250, "currency": "EUR", "creditor_iban": "DE89370400440532013000"}'"#;
+
+    println!(
+        "\nfinguard demo: API on {base}, Envoy admin on http://127.0.0.1:{admin_port}\n\
+         Tokens below are signed with the committed test keys and valid for 12 hours.\n\n\
+         # 200: list accounts (scope accounts:read); upstream sees x-auth-subject / x-auth-client\n\
+         curl -i {base}/v1/accounts -H 'authorization: Bearer {full}'\n\n\
+         # 201: create a payment (scope payments:write)\n\
+         curl -i -X POST {base}/v1/customers/cust-42/payments -H 'authorization: Bearer {full}' \
+         -H 'content-type: application/json' -d {payment}\n\n\
+         # 401 token-missing: no token (bare Bearer challenge)\n\
+         curl -i {base}/v1/accounts\n\n\
+         # 403 scope-insufficient: the token only has accounts:read\n\
+         curl -i -X POST {base}/v1/customers/cust-42/payments -H 'authorization: Bearer {read_only}' \
+         -H 'content-type: application/json' -d {payment}\n\n\
+         # 401 token-expired: expired an hour ago\n\
+         curl -i {base}/v1/accounts/acc-001 -H 'authorization: Bearer {expired}'\n\n\
+         # 200: anonymous health check\n\
+         curl -i {base}/healthz\n\n\
+         Ctrl-C stops the demo."
+    );
+}
+
+/// `$name` parsed, or `default` when unset.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .map_err(|err| anyhow::anyhow!("{name}={text:?}: {err}")),
+        Err(_) => Ok(default),
+    }
+}

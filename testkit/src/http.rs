@@ -1,0 +1,266 @@
+//! A deliberately small HTTP/1.1 client.
+//!
+//! Tests need to send things a well-behaved client library would refuse or normalise (two
+//! `Authorization` headers, odd header casing, a token in a cookie and a header at once), so
+//! requests are written byte for byte. Every request uses `connection: close` and the response is
+//! read to EOF, which keeps the parser trivial: a status line, headers, then either a
+//! `content-length` body, a chunked body, or everything until the connection closes.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+/// Default bound on one request, connect to last byte.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A request to send to `addr`.
+#[derive(Clone, Debug)]
+pub struct Request {
+    addr: SocketAddr,
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    timeout: Duration,
+}
+
+impl Request {
+    /// A request for `target` (path and query, e.g. `/v1/accounts?limit=2`).
+    pub fn new(addr: SocketAddr, method: &str, target: &str) -> Self {
+        Request {
+            addr,
+            method: method.to_owned(),
+            target: target.to_owned(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Adds a header line; calling it twice with the same name sends the header twice.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds `authorization: Bearer <token>`.
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    /// Sets a raw body (a `content-length` header is added when sending).
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// Sets a JSON body and `content-type: application/json`.
+    pub fn json(self, value: &Value) -> Self {
+        self.header("content-type", "application/json")
+            .body(value.to_string())
+    }
+
+    /// Bounds the whole exchange (default 15 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sends the request and reads the whole response.
+    pub fn try_send(&self) -> Result<Response> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, self.timeout)
+            .with_context(|| format!("connecting to {}", self.addr))?;
+        stream.set_read_timeout(Some(self.timeout))?;
+        stream.set_write_timeout(Some(self.timeout))?;
+        stream.set_nodelay(true)?;
+
+        let mut head = format!("{} {} HTTP/1.1\r\n", self.method, self.target);
+        let has = |name: &str| {
+            self.headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
+        if !has("host") {
+            head.push_str(&format!("host: {}\r\n", self.addr));
+        }
+        for (name, value) in &self.headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
+            head.push_str(&format!("content-length: {}\r\n", self.body.len()));
+        }
+        head.push_str("connection: close\r\n\r\n");
+
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(&self.body)?;
+        stream.flush()?;
+
+        let mut raw = Vec::new();
+        stream
+            .read_to_end(&mut raw)
+            .with_context(|| format!("reading response to {} {}", self.method, self.target))?;
+        Response::parse(&raw)
+    }
+
+    /// Like [`Request::try_send`], panicking with the request line on failure (for tests).
+    pub fn send(&self) -> Response {
+        match self.try_send() {
+            Ok(response) => response,
+            Err(err) => panic!("{} {} failed: {err:#}", self.method, self.target),
+        }
+    }
+}
+
+/// A complete response. Header names are lowercased.
+#[derive(Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    fn parse(raw: &[u8]) -> Result<Response> {
+        let Some(head_end) = find(raw, b"\r\n\r\n") else {
+            bail!(
+                "incomplete response ({} bytes): {:?}",
+                raw.len(),
+                String::from_utf8_lossy(raw)
+            );
+        };
+        let head = std::str::from_utf8(&raw[..head_end]).context("response head is not UTF-8")?;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        let status = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .with_context(|| format!("bad status line {status_line:?}"))?;
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+            .collect();
+
+        let rest = &raw[head_end + 4..];
+        let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+        let body = if header("transfer-encoding").is_some_and(|te| te.contains("chunked")) {
+            dechunk(rest)?
+        } else if let Some(length) = header("content-length") {
+            let length: usize = length.parse().context("bad content-length")?;
+            if rest.len() < length {
+                bail!("body truncated: {} of {length} bytes", rest.len());
+            }
+            rest[..length].to_vec()
+        } else {
+            rest.to_vec()
+        };
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// The first value of a header (name in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a header, in order.
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; panics with the body text when it is not JSON.
+    pub fn json(&self) -> Value {
+        match serde_json::from_slice(&self.body) {
+            Ok(value) => value,
+            Err(err) => panic!(
+                "response body is not JSON ({err}): status {} body {:?}",
+                self.status,
+                self.text()
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for Response {
+    // Printed by failing assertions: show the whole exchange readably.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "HTTP {}", self.status)?;
+        for (name, value) in &self.headers {
+            writeln!(f, "{name}: {value}")?;
+        }
+        // Keep failure messages readable: echoes of oversized tokens run to kilobytes.
+        const SHOWN: usize = 2000;
+        let text = self.text();
+        match text.char_indices().nth(SHOWN) {
+            Some((cut, _)) => write!(f, "\n{}... ({} bytes in all)", &text[..cut], text.len()),
+            None => write!(f, "\n{text}"),
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = find(data, b"\r\n").context("chunk size line not terminated")?;
+        let size_text = std::str::from_utf8(&data[..line_end])?;
+        // Chunk extensions (`;name=value`) are allowed after the size.
+        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_hex, 16)
+            .with_context(|| format!("bad chunk size {size_text:?}"))?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        if data.len() < size + 2 {
+            bail!("chunk truncated");
+        }
+        body.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_content_length_and_chunked_bodies() {
+        let plain =
+            Response::parse(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nhi").unwrap();
+        assert_eq!(plain.status, 200);
+        assert_eq!(plain.header("x-a"), Some("1"));
+        assert_eq!(plain.text(), "hi");
+
+        let chunked = Response::parse(
+            b"HTTP/1.1 401 Unauthorized\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(chunked.status, 401);
+        assert_eq!(chunked.text(), "abcde");
+    }
+}

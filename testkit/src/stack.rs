@@ -1,0 +1,56 @@
+//! The usual unit of an end-to-end test: an echo upstream, a JWKS server and an Envoy in front,
+//! all on fresh loopback ports.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::envoy::Envoy;
+use crate::fixtures;
+use crate::jwks::JwksServer;
+use crate::upstream::Upstream;
+
+/// Upstream + JWKS + Envoy. Fields drop in order, so Envoy is killed before its backends stop.
+pub struct Stack {
+    pub envoy: Envoy,
+    pub upstream: Upstream,
+    pub jwks: JwksServer,
+}
+
+impl Stack {
+    /// Starts everything with the fixture `jwks.json` (rsa-a, ec-a, ed-a); panics with Envoy's log
+    /// (or the reason it could not start, e.g. the module is not built) on failure.
+    pub fn start(config: &Value) -> Stack {
+        let jwks = JwksServer::start(&fixtures::jwks()).expect("starting the JWKS server");
+        Self::start_with(config, jwks)
+    }
+
+    /// Starts the upstream and Envoy in front of an already running JWKS server.
+    pub fn start_with(config: &Value, jwks: JwksServer) -> Stack {
+        let upstream = Upstream::start().expect("starting the upstream");
+        let envoy = Envoy::builder(config)
+            .upstream(upstream.addr())
+            .jwks(jwks.addr())
+            .start()
+            .unwrap_or_else(|err| panic!("starting Envoy: {err:#}"));
+        Stack {
+            envoy,
+            upstream,
+            jwks,
+        }
+    }
+}
+
+/// Calls `probe` every 100 ms until it returns `Some`, for at most `timeout`.
+pub fn eventually<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return Some(value);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
