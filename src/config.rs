@@ -5,10 +5,12 @@
 //! matcher, algorithm lists). Every error names the path of the offending field, e.g.
 //! `providers[0].jwks.remote.cluster: must not be empty`. Nothing is re-parsed per request.
 
+use crate::authn::apikey::{parse_sha256_hex, ApiKey, ApiKeys};
 use crate::authn::extract::TokenSource;
 use crate::authn::jwks::{parse_algorithm, KeyFamily, KeyOrigin, KeySet};
 use crate::authn::keys::{KeySource, RemoteJwks};
 use crate::authn::provider::{ClaimHeader, Provider};
+use crate::decision::Reason;
 use crate::routes::{RouteSpec, RouteTable};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
@@ -67,7 +69,47 @@ struct RawConfig {
     jwks_wait_ms: u64,
     #[serde(default)]
     providers: Vec<RawProvider>,
+    api_keys: Option<RawApiKeys>,
+    #[serde(default = "default_unmatched_status")]
+    unmatched_route_status: u16,
     routes: Vec<RouteSpec>,
+}
+
+fn default_unmatched_status() -> u16 {
+    404
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKeys {
+    #[serde(default = "default_api_key_header")]
+    header: String,
+    #[serde(default)]
+    forward: RawApiKeyForward,
+    keys: Vec<RawApiKey>,
+}
+
+fn default_api_key_header() -> String {
+    "x-api-key".into()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawApiKeyForward {
+    id: Option<String>,
+    client: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKey {
+    id: String,
+    client: String,
+    sha256: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    disabled: bool,
 }
 
 fn default_realm() -> String {
@@ -150,8 +192,7 @@ struct RawProvider {
     clock_skew_seconds: i64,
     max_lifetime_seconds: Option<i64>,
     typ: Option<Vec<String>>,
-    #[serde(default = "default_scope_claim")]
-    scope_claim: String,
+    scope_claim: Option<String>,
     #[serde(default)]
     forward_claims: BTreeMap<String, String>,
     mode: Option<Mode>,
@@ -159,9 +200,6 @@ struct RawProvider {
 
 fn default_skew() -> i64 {
     60
-}
-fn default_scope_claim() -> String {
-    "scope".into()
 }
 
 #[derive(Deserialize)]
@@ -220,7 +258,9 @@ pub struct Config {
     /// Key source per provider, same index as `providers`.
     pub key_sources: Vec<KeySource>,
     pub routes: RouteTable,
-    /// Every header finguard sets from claims: always removed from client requests.
+    pub api_keys: ApiKeys,
+    /// Every header finguard sets upstream (claims, API-key identity): always removed from
+    /// client requests.
     pub identity_headers: Vec<String>,
 }
 
@@ -274,19 +314,31 @@ impl Config {
                     "another provider has the same issuer",
                 );
             }
-            let (provider, source) = compile_provider(&path, p, raw.mode)?;
+            let (provider, source) = compile_provider(&path, p)?;
             identity_headers.extend(provider.forward_claims.iter().map(|c| c.header.clone()));
             providers.push(provider);
             key_sources.push(source);
         }
 
+        let api_keys = compile_api_keys(raw.api_keys)?;
+        identity_headers.extend(api_keys.forward_id.iter().cloned());
+        identity_headers.extend(api_keys.forward_client.iter().cloned());
+
+        let unmatched = match raw.unmatched_route_status {
+            404 => Reason::RouteNotFound,
+            403 => Reason::RouteForbidden,
+            _ => return err("unmatched_route_status", "must be 404 or 403"),
+        };
         let provider_names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-        let routes = RouteTable::compile(raw.routes, &provider_names)?;
+        let routes = RouteTable::compile(raw.routes, &provider_names, unmatched)?;
         if routes.requires_tokens() && providers.is_empty() {
             return err(
                 "providers",
                 "routes require tokens but no provider is configured",
             );
+        }
+        if routes.requires_api_keys() && api_keys.keys.is_empty() {
+            return err("api_keys", "routes accept API keys but none is configured");
         }
 
         Ok(Config {
@@ -300,6 +352,7 @@ impl Config {
             providers,
             key_sources,
             routes,
+            api_keys,
             identity_headers: identity_headers.into_iter().collect(),
         })
     }
@@ -368,11 +421,64 @@ fn compile_sources(raw: &[RawTokenSource]) -> Result<Vec<TokenSource>, ConfigErr
     Ok(sources)
 }
 
-fn compile_provider(
-    path: &str,
-    p: RawProvider,
-    global_mode: Mode,
-) -> Result<(Provider, KeySource), ConfigError> {
+fn compile_api_keys(raw: Option<RawApiKeys>) -> Result<ApiKeys, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(ApiKeys::default());
+    };
+    let header = raw.header.to_ascii_lowercase();
+    if !is_header_name(&header) || header == "authorization" {
+        return err(
+            "api_keys.header",
+            "not a valid header name (and not authorization)",
+        );
+    }
+    let forward = |field: &str, name: Option<String>| -> Result<Option<String>, ConfigError> {
+        match name.map(|n| n.to_ascii_lowercase()) {
+            Some(n) if !is_header_name(&n) || n == "authorization" || n == header => err(
+                format!("api_keys.forward.{field}"),
+                "not a header finguard may set",
+            ),
+            other => Ok(other),
+        }
+    };
+    let forward_id = forward("id", raw.forward.id)?;
+    let forward_client = forward("client", raw.forward.client)?;
+    let mut keys: Vec<ApiKey> = Vec::with_capacity(raw.keys.len());
+    for (i, k) in raw.keys.into_iter().enumerate() {
+        let path = format!("api_keys.keys[{i}]");
+        if k.id.is_empty() || keys.iter().any(|other| other.id == k.id) {
+            return err(format!("{path}.id"), "must be non-empty and unique");
+        }
+        let valid_value = |v: &str| !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b));
+        if !valid_value(&k.id) || !valid_value(&k.client) {
+            return err(path, "id and client must be printable ASCII without spaces (they are forwarded as headers)");
+        }
+        let Some(sha256) = parse_sha256_hex(&k.sha256.to_ascii_lowercase()) else {
+            return err(
+                format!("{path}.sha256"),
+                "64 hex digits of SHA-256(key); the key itself never goes in the configuration",
+            );
+        };
+        if keys.iter().any(|other| other.sha256 == sha256) {
+            return err(format!("{path}.sha256"), "the same key is configured twice");
+        }
+        keys.push(ApiKey {
+            id: k.id,
+            client: k.client,
+            sha256,
+            scopes: k.scopes,
+            disabled: k.disabled,
+        });
+    }
+    Ok(ApiKeys {
+        header,
+        keys,
+        forward_id,
+        forward_client,
+    })
+}
+
+fn compile_provider(path: &str, p: RawProvider) -> Result<(Provider, KeySource), ConfigError> {
     if p.name.is_empty() {
         return err(format!("{path}.name"), "must not be empty");
     }
@@ -412,7 +518,7 @@ fn compile_provider(
     if p.max_lifetime_seconds.is_some_and(|m| m <= 0) {
         return err(format!("{path}.max_lifetime_seconds"), "must be positive");
     }
-    if p.scope_claim.is_empty() {
+    if p.scope_claim.as_ref().is_some_and(String::is_empty) {
         return err(format!("{path}.scope_claim"), "must not be empty");
     }
     let typ = p.typ.map(|list| {
@@ -435,12 +541,7 @@ fn compile_provider(
         if claim.is_empty() {
             return err(format!("{path}.forward_claims"), "empty claim name");
         }
-        let pointer = if claim.starts_with('/') {
-            claim.clone()
-        } else {
-            // A plain claim name, escaped as one JSON pointer segment (RFC 6901).
-            format!("/{}", claim.replace('~', "~0").replace('/', "~1"))
-        };
+        let pointer = crate::authz::claim_pointer(claim);
         forward_claims.push(ClaimHeader {
             pointer,
             header: header_lc,
@@ -522,13 +623,8 @@ fn compile_provider(
             typ,
             scope_claim: p.scope_claim,
             forward_claims,
-            // Monitor anywhere wins: a provider under rollout stays monitored even when the
-            // global mode enforces, and a global monitor covers every provider.
-            mode: if global_mode == Mode::Monitor {
-                Mode::Monitor
-            } else {
-                p.mode.unwrap_or(Mode::Enforce)
-            },
+            // A provider in monitor mode is monitored on every route (pipeline::effective_mode).
+            mode: p.mode.unwrap_or(Mode::Enforce),
         },
         source,
     ))
@@ -554,7 +650,7 @@ mod tests {
             "routes": [
                 {"id": "accounts", "match": {"methods": ["GET"], "path": "/v1/accounts/{account_id}"},
                  "auth": {"scopes": {"all": ["accounts:read"]}}},
-                {"id": "health", "match": {"path": "/healthz"}, "auth": {"anonymous": true}}
+                {"id": "health", "match": {"path": "/healthz"}, "public": true}
             ]
         })
     }
@@ -637,10 +733,28 @@ mod tests {
     }
 
     #[test]
+    fn api_keys_are_stored_as_hashes() {
+        let mut v = sample();
+        let hash = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+        v["api_keys"] = json!({"forward": {"client": "x-auth-client"}, "keys": [{"id": "k1", "client": "acme", "sha256": hash, "scopes": ["a"]}]});
+        v["routes"][0]["auth"]["credentials"] = json!(["jwt", "api_key"]);
+        let c = compile(&v).unwrap();
+        assert_eq!(c.api_keys.header, "x-api-key");
+        assert!(c.identity_headers.contains(&"x-auth-client".to_string()));
+        v["api_keys"]["keys"][0]["sha256"] = json!("my-plain-key");
+        assert_eq!(error_path(v.clone()), "api_keys.keys[0].sha256");
+        v.as_object_mut().unwrap().remove("api_keys");
+        assert_eq!(error_path(v), "api_keys");
+        let mut v = sample();
+        v["unmatched_route_status"] = json!(500);
+        assert_eq!(error_path(v), "unmatched_route_status");
+    }
+
+    #[test]
     fn monitor_mode_propagates() {
         let mut v = sample();
         v["mode"] = json!("monitor");
-        assert_eq!(compile(&v).unwrap().providers[0].mode, Mode::Monitor);
+        assert_eq!(compile(&v).unwrap().mode, Mode::Monitor);
         let mut v = sample();
         v["providers"][0]["mode"] = json!("monitor");
         let c = compile(&v).unwrap();

@@ -57,6 +57,27 @@ pub enum Reason {
     KeysUnavailable,
     /// finguard has no valid configuration (it was refused at start): fail closed.
     PolicyUnavailable,
+    /// No route matches and `unmatched_route_status` is 403.
+    RouteForbidden,
+    /// A path spelling that could reach a route as another (`..`, `%2F`, `;`, `//`, ...).
+    PathInvalid,
+    /// A `claims` or `roles` rule of the route does not hold.
+    ClaimRequirementUnmet,
+    /// An object named in the path or body is not bound to the caller (BOLA). Says nothing about
+    /// whether the object exists.
+    ObjectAccessDenied,
+    /// The operation needs a stronger or more recent authentication (RFC 9470).
+    StepUpRequired,
+    /// Unknown or disabled API key (not distinguished: no oracle for revoked keys).
+    ApiKeyInvalid,
+    /// An API-key-only route without the key.
+    ApiKeyMissing,
+    /// Body over the route's `max_body_bytes` on a route that reads it.
+    BodyTooLarge,
+    /// A route that reads the body got a content type it does not accept.
+    ContentTypeUnsupported,
+    /// The body is not strict JSON.
+    BodyMalformed,
 }
 
 /// What the WWW-Authenticate challenge says, per RFC 6750 section 3.
@@ -68,10 +89,14 @@ pub enum Challenge {
     InvalidRequest,
     InvalidToken,
     InsufficientScope,
+    /// RFC 9470 step-up: `insufficient_user_authentication` with `acr_values` / `max_age`.
+    InsufficientUserAuthentication,
+    /// API-key credentials: not a registered scheme, named so clients know what is expected.
+    ApiKey,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 33] = [
         Reason::RouteNotFound,
         Reason::MethodNotAllowed,
         Reason::TokenMissing,
@@ -95,6 +120,16 @@ impl Reason {
         Reason::ScopeInsufficient,
         Reason::KeysUnavailable,
         Reason::PolicyUnavailable,
+        Reason::RouteForbidden,
+        Reason::PathInvalid,
+        Reason::ClaimRequirementUnmet,
+        Reason::ObjectAccessDenied,
+        Reason::StepUpRequired,
+        Reason::ApiKeyInvalid,
+        Reason::ApiKeyMissing,
+        Reason::BodyTooLarge,
+        Reason::ContentTypeUnsupported,
+        Reason::BodyMalformed,
     ];
 
     /// The stable slug: last segment of the problem `type`, the audit `reason` and the metric tag.
@@ -123,6 +158,16 @@ impl Reason {
             Reason::ScopeInsufficient => "scope-insufficient",
             Reason::KeysUnavailable => "keys-unavailable",
             Reason::PolicyUnavailable => "policy-unavailable",
+            Reason::RouteForbidden => "route-forbidden",
+            Reason::PathInvalid => "path-invalid",
+            Reason::ClaimRequirementUnmet => "claim-requirement-unmet",
+            Reason::ObjectAccessDenied => "object-access-denied",
+            Reason::StepUpRequired => "step-up-required",
+            Reason::ApiKeyInvalid => "api-key-invalid",
+            Reason::ApiKeyMissing => "api-key-missing",
+            Reason::BodyTooLarge => "body-too-large",
+            Reason::ContentTypeUnsupported => "content-type-unsupported",
+            Reason::BodyMalformed => "body-malformed",
         }
     }
 
@@ -130,7 +175,13 @@ impl Reason {
         match self {
             Reason::RouteNotFound => 404,
             Reason::MethodNotAllowed => 405,
-            Reason::ScopeInsufficient => 403,
+            Reason::ScopeInsufficient
+            | Reason::RouteForbidden
+            | Reason::ClaimRequirementUnmet
+            | Reason::ObjectAccessDenied => 403,
+            Reason::PathInvalid | Reason::BodyMalformed => 400,
+            Reason::BodyTooLarge => 413,
+            Reason::ContentTypeUnsupported => 415,
             Reason::KeysUnavailable | Reason::PolicyUnavailable => 503,
             _ => 401,
         }
@@ -162,6 +213,16 @@ impl Reason {
             Reason::ScopeInsufficient => "The access token lacks a required scope",
             Reason::KeysUnavailable => "Token verification keys are unavailable",
             Reason::PolicyUnavailable => "The security policy is unavailable",
+            Reason::RouteForbidden => "Access to this resource is forbidden",
+            Reason::PathInvalid => "The request path is not in canonical form",
+            Reason::ClaimRequirementUnmet => "The caller is not entitled to this operation",
+            Reason::ObjectAccessDenied => "The caller may not access this object",
+            Reason::StepUpRequired => "A stronger or more recent authentication is required",
+            Reason::ApiKeyInvalid => "The API key is not valid",
+            Reason::ApiKeyMissing => "An API key is required",
+            Reason::BodyTooLarge => "The request body is too large",
+            Reason::ContentTypeUnsupported => "The request content type is not accepted",
+            Reason::BodyMalformed => "The request body is not valid JSON",
         }
     }
 
@@ -170,7 +231,16 @@ impl Reason {
             Reason::RouteNotFound
             | Reason::MethodNotAllowed
             | Reason::KeysUnavailable
-            | Reason::PolicyUnavailable => Challenge::None,
+            | Reason::PolicyUnavailable
+            | Reason::RouteForbidden
+            | Reason::PathInvalid
+            | Reason::ClaimRequirementUnmet
+            | Reason::ObjectAccessDenied
+            | Reason::BodyTooLarge
+            | Reason::ContentTypeUnsupported
+            | Reason::BodyMalformed => Challenge::None,
+            Reason::ApiKeyInvalid | Reason::ApiKeyMissing => Challenge::ApiKey,
+            Reason::StepUpRequired => Challenge::InsufficientUserAuthentication,
             Reason::TokenMissing => Challenge::Bare,
             Reason::TokenMultiple | Reason::TokenInQuery => Challenge::InvalidRequest,
             Reason::ScopeInsufficient => Challenge::InsufficientScope,
@@ -201,6 +271,9 @@ pub struct RefusalContext<'a> {
     /// Methods to list in `Allow` for a 405.
     pub allowed_methods: &'a [String],
     pub retry_after_seconds: Option<u64>,
+    /// Step-up: acceptable `acr` values and the maximum authentication age (RFC 9470).
+    pub acr_values: &'a [String],
+    pub max_age: Option<i64>,
 }
 
 impl Refusal {
@@ -231,6 +304,8 @@ fn www_authenticate(reason: Reason, ctx: &RefusalContext<'_>) -> Option<String> 
     let error = match reason.challenge() {
         Challenge::None => return None,
         Challenge::Bare => return Some(format!("Bearer realm=\"{}\"", ctx.realm)),
+        Challenge::ApiKey => return Some(format!("ApiKey realm=\"{}\"", ctx.realm)),
+        Challenge::InsufficientUserAuthentication => "insufficient_user_authentication",
         Challenge::InvalidRequest => "invalid_request",
         Challenge::InvalidToken => "invalid_token",
         Challenge::InsufficientScope => "insufficient_scope",
@@ -244,6 +319,14 @@ fn www_authenticate(reason: Reason, ctx: &RefusalContext<'_>) -> Option<String> 
     if reason == Reason::ScopeInsufficient && !ctx.required_scopes.is_empty() {
         // Scope tokens are configuration values restricted to RFC 6749's scope-token charset.
         let _ = write!(value, ", scope=\"{}\"", ctx.required_scopes.join(" "));
+    }
+    if reason == Reason::StepUpRequired {
+        if !ctx.acr_values.is_empty() {
+            let _ = write!(value, ", acr_values=\"{}\"", ctx.acr_values.join(" "));
+        }
+        if let Some(max_age) = ctx.max_age {
+            let _ = write!(value, ", max_age={max_age}");
+        }
     }
     Some(value)
 }
@@ -281,7 +364,30 @@ pub enum Verdict {
     /// Answer locally; nothing reaches the upstream.
     Refuse(Refusal),
     /// The provider's keys are not loaded yet: hold the request until they are (or time out).
-    WaitForKeys { provider: usize },
+    /// `route`: the matched route (whether its body will be needed).
+    WaitForKeys { provider: usize, route: usize },
+    /// Apply the header changes, hold the request and judge its body (`pipeline::on_request_body`).
+    ReadBody {
+        forward: Forward,
+        pending: PendingBody,
+    },
+}
+
+/// What the body phase needs from the headers phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingBody {
+    /// Index of the route in the route table.
+    pub route: usize,
+    pub principal: Caller,
+    pub content_type: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// The authenticated caller, owned, for the body phase.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Caller {
+    Token(std::rc::Rc<crate::authn::verify::VerifiedToken>),
+    ApiKey(usize),
 }
 
 /// Header changes for a forwarded request.
@@ -359,6 +465,37 @@ mod tests {
             .1;
         assert!(h.contains("error=\"insufficient_scope\""));
         assert!(h.contains("scope=\"payments:write\""));
+    }
+
+    #[test]
+    fn step_up_challenge_follows_rfc_9470() {
+        let acr = vec!["gold".to_string()];
+        let c = RefusalContext {
+            acr_values: &acr,
+            max_age: Some(300),
+            ..ctx()
+        };
+        let r = Refusal::new(Reason::StepUpRequired, &c);
+        assert_eq!(r.status, 401);
+        let h = &r
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "www-authenticate")
+            .unwrap()
+            .1;
+        assert!(
+            h.starts_with("Bearer realm=\"finguard\", error=\"insufficient_user_authentication\""),
+            "{h}"
+        );
+        assert!(h.ends_with(", acr_values=\"gold\", max_age=300"), "{h}");
+        let r = Refusal::new(Reason::ApiKeyInvalid, &ctx());
+        let h = &r
+            .headers
+            .iter()
+            .find(|(n, _)| *n == "www-authenticate")
+            .unwrap()
+            .1;
+        assert_eq!(h, "ApiKey realm=\"finguard\"");
     }
 
     #[test]

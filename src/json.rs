@@ -21,6 +21,36 @@ pub fn parse_strict_object(bytes: &[u8]) -> Option<Map<String, Value>> {
     }
 }
 
+/// The raw JSON text of the value at `pointer` (RFC 6901) in `bytes`, exactly as sent: numbers
+/// keep every digit (a `Value` would round them through f64). `bytes` must already have passed
+/// [`parse_strict`], so member names are unique and the walk is unambiguous.
+pub fn raw_at_pointer(bytes: &[u8], pointer: &str) -> Option<String> {
+    use serde_json::value::RawValue;
+    let mut current: &RawValue = serde_json::from_slice(bytes).ok()?;
+    if pointer.is_empty() {
+        return Some(current.get().to_string());
+    }
+    for token in pointer.strip_prefix('/')?.split('/') {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let text = current.get();
+        current = if text.starts_with('{') {
+            let members: std::collections::HashMap<String, &RawValue> =
+                serde_json::from_str(text).ok()?;
+            members.get(&token).copied()?
+        } else if text.starts_with('[') {
+            let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+            let index: usize = token
+                .parse()
+                .ok()
+                .filter(|_| token == "0" || !token.starts_with('0'))?;
+            items.get(index).copied()?
+        } else {
+            return None;
+        };
+    }
+    Some(current.get().to_string())
+}
+
 struct Strict(Value);
 
 impl<'de> Deserialize<'de> for Strict {
@@ -107,6 +137,20 @@ mod tests {
         assert!(parse_strict(br#"{"a":1} x"#).is_err());
         let deep = "[".repeat(100_000);
         assert!(parse_strict(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn raw_values_keep_their_digits() {
+        let doc = br#"{"amount": 1000.000000000000000001, "a/b": {"list": [1, "x"]}, "s": "1.50"}"#;
+        assert_eq!(
+            raw_at_pointer(doc, "/amount").unwrap(),
+            "1000.000000000000000001"
+        );
+        assert_eq!(raw_at_pointer(doc, "/a~1b/list/1").unwrap(), "\"x\"");
+        assert_eq!(raw_at_pointer(doc, "/s").unwrap(), "\"1.50\"");
+        assert!(raw_at_pointer(doc, "/a~1b/list/01").is_none());
+        assert!(raw_at_pointer(doc, "/missing").is_none());
+        assert!(raw_at_pointer(doc, "amount").is_none());
     }
 
     #[test]

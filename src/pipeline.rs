@@ -1,8 +1,14 @@
-//! The fixed order of checks for one request. Headers phase, today:
+//! The fixed order of checks for one request.
 //!
-//! route match (unknown: 404/405) -> identity headers stripped -> token extracted (exactly one)
-//! -> authenticated (cache, else verify; keys not loaded yet: wait) -> scopes -> forward with
-//! verified claim headers.
+//! Headers phase ([`on_request_headers`]):
+//! client identity headers stripped -> path spelling checked -> route matched (unknown: 404/403,
+//! wrong method: 405) -> public routes forwarded -> exactly one credential (JWT or API key, as the
+//! route allows) -> authenticated (token cache, else verify; keys not loaded yet: wait) ->
+//! authorized (scopes, claims, path-bound objects, unconditional step-up) -> forwarded with
+//! verified identity headers, or held for the body phase.
+//!
+//! Body phase ([`on_request_body`], only for routes whose rules read the body):
+//! size -> content type -> strict JSON -> body-bound objects, amount-conditional step-up.
 //!
 //! Pure: the host adapter passes the request, the clock and the per-VM state in, and applies the
 //! [`Verdict`] that comes out.
@@ -10,11 +16,12 @@
 use crate::authn::cache::TokenCache;
 use crate::authn::keys::ProviderKeys;
 use crate::authn::{extract, Authenticator, AuthnError};
-use crate::authz;
+use crate::authz::{AuthPolicy, Principal};
 use crate::config::{Config, Mode};
-use crate::decision::{Forward, Reason, Refusal, RefusalContext, Verdict};
+use crate::decision::{Caller, Forward, PendingBody, Reason, Refusal, RefusalContext, Verdict};
+use crate::json;
 use crate::request::RequestView;
-use crate::routes::RouteAuth;
+use crate::routes::{self, RoutePolicy};
 
 /// Seconds a client is told to wait when keys are unavailable.
 const KEYS_RETRY_AFTER_SECONDS: u64 = 5;
@@ -23,6 +30,55 @@ const KEYS_RETRY_AFTER_SECONDS: u64 = 5;
 pub struct VmState<'a> {
     pub keys: &'a mut [ProviderKeys],
     pub cache: &'a mut TokenCache,
+}
+
+/// Turns a refusal into a verdict: sent in enforce mode, logged and forwarded in monitor mode.
+struct Judge<'a> {
+    config: &'a Config,
+    request_id: Option<&'a str>,
+}
+
+impl Judge<'_> {
+    fn refuse(&self, reason: Reason, mode: Mode, forward: Forward) -> Verdict {
+        self.refuse_with(reason, mode, forward, RefusalContext::default())
+    }
+
+    fn refuse_with(
+        &self,
+        reason: Reason,
+        mode: Mode,
+        forward: Forward,
+        ctx: RefusalContext<'_>,
+    ) -> Verdict {
+        if mode == Mode::Monitor {
+            return Verdict::Allow(Forward {
+                monitored: Some(reason),
+                ..forward
+            });
+        }
+        let ctx = RefusalContext {
+            realm: &self.config.realm,
+            request_id: self.request_id,
+            retry_after_seconds: (reason == Reason::KeysUnavailable)
+                .then_some(KEYS_RETRY_AFTER_SECONDS),
+            ..ctx
+        };
+        Verdict::Refuse(Refusal::new(reason, &ctx))
+    }
+
+    /// Monitor if the route (or, without a route setting, the global mode) says so, or if the
+    /// token's provider is being rolled out in monitor mode.
+    fn mode(&self, route: Option<&RoutePolicy>, provider: Option<usize>) -> Mode {
+        let route_mode = route.and_then(|r| r.mode).unwrap_or(self.config.mode);
+        let provider_mode = provider
+            .and_then(|p| self.config.providers.get(p))
+            .map_or(Mode::Enforce, |p| p.mode);
+        if route_mode == Mode::Monitor || provider_mode == Mode::Monitor {
+            Mode::Monitor
+        } else {
+            Mode::Enforce
+        }
+    }
 }
 
 /// Judges the request headers. `may_wait`: false when re-judging a request that already waited
@@ -34,93 +90,237 @@ pub fn on_request_headers(
     now: i64,
     may_wait: bool,
 ) -> Verdict {
+    let judge = Judge {
+        config,
+        request_id: request.request_id(),
+    };
     let mut forward = Forward::default();
     // Client-supplied copies of the headers finguard vouches for are never forwarded, whatever
-    // the outcome below.
+    // the outcome below; neither is an API key (a secret the upstream has no use for).
     for header in &config.identity_headers {
         if request.has_header(header) {
             forward.remove.push(header.clone());
         }
     }
+    if !config.api_keys.keys.is_empty() && request.has_header(&config.api_keys.header) {
+        forward.remove.push(config.api_keys.header.clone());
+    }
     if config.strip_authorization && request.has_header("authorization") {
         forward.remove.push("authorization".into());
     }
 
-    let refuse =
-        |reason: Reason, mode: Mode, forward: Forward, scopes: &[String], allowed: &[String]| {
-            if mode == Mode::Monitor {
-                return Verdict::Allow(Forward {
-                    monitored: Some(reason),
-                    ..forward
-                });
-            }
-            let ctx = RefusalContext {
-                realm: &config.realm,
-                request_id: request.request_id(),
-                required_scopes: scopes,
-                allowed_methods: allowed,
-                retry_after_seconds: (reason == Reason::KeysUnavailable)
-                    .then_some(KEYS_RETRY_AFTER_SECONDS),
-            };
-            Verdict::Refuse(Refusal::new(reason, &ctx))
-        };
-
-    let route = match config.routes.lookup(request.method(), request.path()) {
-        Ok(matched) => matched.route,
-        Err(no_route) => {
-            return refuse(
-                no_route.reason,
-                config.mode,
-                forward,
-                &[],
-                &no_route.allowed_methods,
-            )
-        }
-    };
-    let (allowed_providers, scope_rule) = match &route.auth {
-        RouteAuth::Anonymous => return Verdict::Allow(forward),
-        RouteAuth::Jwt { providers, scopes } => (providers.as_deref(), scopes),
-    };
-
-    let token = match extract::extract(&config.token_sources, request) {
-        Ok(Some(token)) => token,
-        Ok(None) => return refuse(Reason::TokenMissing, config.mode, forward, &[], &[]),
-        Err(reason) => return refuse(reason, config.mode, forward, &[], &[]),
-    };
-    let authenticator = Authenticator {
-        providers: &config.providers,
-        sources: &config.key_sources,
-        max_token_bytes: config.max_token_bytes,
-    };
-    // Monitor mode must not add latency: it never waits for keys.
-    let may_wait = may_wait && config.mode == Mode::Enforce;
-    let verified = match authenticator.authenticate(
-        token,
-        allowed_providers,
-        state.keys,
-        state.cache,
-        now,
-        may_wait,
-    ) {
-        Ok(verified) => verified,
-        Err(AuthnError::WaitForKeys(provider)) => return Verdict::WaitForKeys { provider },
-        Err(AuthnError::Refused(reason, provider)) => {
-            let mode = provider_mode(config, provider);
-            return refuse(reason, mode, forward, &[], &[]);
-        }
-    };
-    if let Err(reason) = authz::check_scopes(scope_rule, &verified) {
-        let mode = provider_mode(config, Some(verified.provider));
-        return refuse(reason, mode, forward, &scope_rule.named(), &[]);
+    let path = request.path();
+    if let Err(reason) = routes::check_path(path) {
+        return judge.refuse(reason, judge.mode(None, None), forward);
     }
-    forward.set.extend(verified.forward_headers.iter().cloned());
+    let host = request.header(":authority").unwrap_or("");
+    let matched = match config.routes.lookup(host, request.method(), path) {
+        Ok(matched) => matched,
+        Err(no_route) => {
+            let ctx = RefusalContext {
+                allowed_methods: &no_route.allowed_methods,
+                ..Default::default()
+            };
+            return judge.refuse_with(no_route.reason, judge.mode(None, None), forward, ctx);
+        }
+    };
+    let route = matched.route;
+    let Some(policy) = &route.auth else {
+        return Verdict::Allow(forward);
+    };
+
+    let caller = match authenticate(config, policy, request, state, now, may_wait) {
+        Ok(caller) => caller,
+        Err(AuthnError::WaitForKeys(provider)) => {
+            return Verdict::WaitForKeys {
+                provider,
+                route: matched.index,
+            };
+        }
+        Err(AuthnError::Refused(reason, provider)) => {
+            return judge.refuse(reason, judge.mode(Some(route), provider), forward)
+        }
+    };
+    let (principal, provider) = match &caller {
+        Caller::Token(token) => (Principal::Token(token), Some(token.provider)),
+        Caller::ApiKey(index) => match config.api_keys.keys.get(*index) {
+            Some(key) => (Principal::ApiKey(key), None),
+            None => {
+                return judge.refuse(
+                    Reason::ApiKeyInvalid,
+                    judge.mode(Some(route), None),
+                    forward,
+                )
+            }
+        },
+    };
+    let mode = judge.mode(Some(route), provider);
+    if let Err(reason) = policy.check_headers(principal, |name| matched.params.get(name), now) {
+        return refuse_unauthorized(&judge, policy, reason, mode, forward);
+    }
+
+    match &caller {
+        Caller::Token(token) => forward.set.extend(token.forward_headers.iter().cloned()),
+        Caller::ApiKey(index) => forward.set.extend(config.api_keys.forward_headers(*index)),
+    }
+    if policy.needs_body() {
+        let pending = PendingBody {
+            route: matched.index,
+            principal: caller,
+            content_type: request.header("content-type").map(str::to_owned),
+            request_id: request.request_id().map(str::to_owned),
+        };
+        return Verdict::ReadBody { forward, pending };
+    }
     Verdict::Allow(forward)
 }
 
-fn provider_mode(config: &Config, provider: Option<usize>) -> Mode {
-    provider
-        .and_then(|p| config.providers.get(p))
-        .map_or(config.mode, |p| p.mode)
+/// Exactly one credential of a kind the route accepts, verified.
+fn authenticate(
+    config: &Config,
+    policy: &AuthPolicy,
+    request: &RequestView,
+    state: VmState<'_>,
+    now: i64,
+    may_wait: bool,
+) -> Result<Caller, AuthnError> {
+    let token = if policy.jwt {
+        extract::extract(&config.token_sources, request)?
+    } else {
+        None
+    };
+    let api_key = if policy.api_key {
+        request.header(&config.api_keys.header)
+    } else {
+        None
+    };
+    match (token, api_key) {
+        (Some(_), Some(_)) => Err(Reason::TokenMultiple.into()),
+        (Some(token), None) => {
+            let authenticator = Authenticator {
+                providers: &config.providers,
+                sources: &config.key_sources,
+                max_token_bytes: config.max_token_bytes,
+            };
+            // Monitor mode must not add latency: it never waits for keys.
+            let may_wait = may_wait && config.mode == Mode::Enforce;
+            let verified = authenticator.authenticate(
+                token,
+                policy.providers.as_deref(),
+                state.keys,
+                state.cache,
+                now,
+                may_wait,
+            )?;
+            Ok(Caller::Token(verified))
+        }
+        (None, Some(key)) => Ok(Caller::ApiKey(config.api_keys.verify(key)?)),
+        (None, None) if policy.jwt => Err(Reason::TokenMissing.into()),
+        (None, None) => Err(Reason::ApiKeyMissing.into()),
+    }
+}
+
+/// Authorization refusals name what would satisfy them (scopes, step-up parameters).
+fn refuse_unauthorized(
+    judge: &Judge<'_>,
+    policy: &AuthPolicy,
+    reason: Reason,
+    mode: Mode,
+    forward: Forward,
+) -> Verdict {
+    let scopes = policy.scopes.named();
+    let (acr_values, max_age) = match &policy.step_up {
+        Some(step_up) => (step_up.acr.as_slice(), step_up.max_age_seconds),
+        None => (&[][..], None),
+    };
+    let ctx = RefusalContext {
+        required_scopes: if reason == Reason::ScopeInsufficient {
+            &scopes
+        } else {
+            &[]
+        },
+        acr_values,
+        max_age,
+        ..Default::default()
+    };
+    judge.refuse_with(reason, mode, forward, ctx)
+}
+
+/// Judges the body of a request the headers phase held with [`Verdict::ReadBody`].
+pub fn on_request_body(config: &Config, pending: &PendingBody, body: &[u8], now: i64) -> Verdict {
+    let judge = Judge {
+        config,
+        request_id: pending.request_id.as_deref(),
+    };
+    let Some(route) = config.routes.routes().get(pending.route) else {
+        return judge.refuse(Reason::PolicyUnavailable, Mode::Enforce, Forward::default());
+    };
+    let Some(policy) = &route.auth else {
+        return Verdict::Allow(Forward::default());
+    };
+    let (principal, provider) = match &pending.principal {
+        Caller::Token(token) => (Principal::Token(token), Some(token.provider)),
+        Caller::ApiKey(index) => match config.api_keys.keys.get(*index) {
+            Some(key) => (Principal::ApiKey(key), None),
+            None => return judge.refuse(Reason::ApiKeyInvalid, Mode::Enforce, Forward::default()),
+        },
+    };
+    let mode = judge.mode(Some(route), provider);
+    if body.len() > route.max_body_bytes {
+        return judge.refuse(Reason::BodyTooLarge, mode, Forward::default());
+    }
+    if !body.is_empty()
+        && !pending
+            .content_type
+            .as_deref()
+            .is_some_and(is_json_media_type)
+    {
+        return judge.refuse(Reason::ContentTypeUnsupported, mode, Forward::default());
+    }
+    // An absent body is judged as `null`: every body-bound rule then fails closed.
+    let raw: &[u8] = if body.is_empty() { b"null" } else { body };
+    let Ok(document) = json::parse_strict(raw) else {
+        return judge.refuse(Reason::BodyMalformed, mode, Forward::default());
+    };
+    if std::str::from_utf8(raw).is_err() {
+        return judge.refuse(Reason::BodyMalformed, mode, Forward::default());
+    }
+    match policy.check_body(principal, &document, raw, now) {
+        Ok(()) => Verdict::Allow(Forward::default()),
+        Err(reason) => refuse_unauthorized(&judge, policy, reason, mode, Forward::default()),
+    }
+}
+
+/// A body that grew past the route's limit while streaming in.
+pub fn on_body_overflow(config: &Config, pending: &PendingBody) -> Verdict {
+    let judge = Judge {
+        config,
+        request_id: pending.request_id.as_deref(),
+    };
+    let route = config.routes.routes().get(pending.route);
+    let provider = match &pending.principal {
+        Caller::Token(token) => Some(token.provider),
+        Caller::ApiKey(_) => None,
+    };
+    judge.refuse(
+        Reason::BodyTooLarge,
+        judge.mode(route, provider),
+        Forward::default(),
+    )
+}
+
+/// `application/json` or any `*/*+json`, parameters (charset) allowed, case-insensitive.
+pub fn is_json_media_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    !kind.is_empty() && (subtype == "json" && kind == "application" || subtype.ends_with("+json"))
 }
 
 #[cfg(test)]
@@ -148,9 +348,19 @@ mod tests {
             "routes": [
                 {"id": "accounts", "match": {"methods": ["GET"], "path": "/v1/accounts/{id}"},
                  "auth": {"scopes": {"all": ["accounts:read"]}}},
-                {"id": "health", "match": {"path": "/healthz"}, "auth": {"anonymous": true}}
+                {"id": "health", "match": {"path": "/healthz"}, "public": true},
+                {"id": "pay", "match": {"methods": ["POST"], "path": "/v1/customers/{customer_id}/payments"},
+                 "auth": {"credentials": ["jwt"], "owner": [{"param": "customer_id", "claim": "sub"}],
+                          "step_up": {"amr_any": ["mfa"], "acr": ["gold"], "when": {"amount": "/amount", "gt": "1000"}}},
+                 "request": {"max_body_bytes": 256}},
+                {"id": "batch", "match": {"methods": ["GET"], "path": "/v1/batch"},
+                 "auth": {"credentials": ["jwt", "api_key"], "scopes": {"all": ["batch:read"]}}},
+                {"id": "shadow", "match": {"path": "/v1/shadow"}, "mode": "monitor"}
             ]
         });
+        // sha256("batch-secret")
+        v["api_keys"] = json!({"forward": {"id": "x-auth-api-key-id"}, "keys": [
+            {"id": "k1", "client": "acme", "sha256": api_key_hash(), "scopes": ["batch:read"]}]});
         for (key, value) in extra.as_object().unwrap() {
             v[key] = value.clone();
         }
@@ -168,12 +378,22 @@ mod tests {
     }
 
     fn request(path: &str, headers: &[(&str, &str)]) -> RequestView {
-        let mut all = vec![
-            (":method".to_string(), "GET".to_string()),
-            (":path".to_string(), path.to_string()),
-        ];
-        all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        // Given headers first: a given ":method" wins over the default GET.
+        let mut all: Vec<(String, String)> = headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        all.push((":method".to_string(), "GET".to_string()));
+        all.push((":path".to_string(), path.to_string()));
         RequestView::new(all)
+    }
+
+    fn api_key_hash() -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(b"batch-secret")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     struct Vm {
@@ -363,7 +583,13 @@ mod tests {
             )
         );
         let r = request("/a", &[("authorization", &format!("Bearer {fake}"))]);
-        assert_eq!(vm.judge(&c, &r), Verdict::WaitForKeys { provider: 0 });
+        assert_eq!(
+            vm.judge(&c, &r),
+            Verdict::WaitForKeys {
+                provider: 0,
+                route: 0
+            }
+        );
         let state = VmState {
             keys: &mut vm.keys,
             cache: &mut vm.cache,
@@ -378,5 +604,158 @@ mod tests {
             panic!()
         };
         assert_eq!(f.monitored, Some(Reason::KeysUnavailable));
+    }
+
+    fn header<'r>(refusal: &'r Refusal, name: &str) -> &'r str {
+        refusal
+            .headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn path_spellings_are_refused_before_routing() {
+        let c = config(json!({}));
+        let mut vm = Vm::new(&c);
+        for path in [
+            "/v1/accounts/../accounts/1",
+            "/v1/accounts/1;x",
+            "/v1/accounts/a%2Fb",
+        ] {
+            assert_eq!(
+                refused(vm.judge(&c, &request(path, &[]))),
+                Reason::PathInvalid,
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn api_keys_where_routes_accept_them() {
+        let c = config(json!({}));
+        let mut vm = Vm::new(&c);
+        let Verdict::Allow(forward) =
+            vm.judge(&c, &request("/v1/batch", &[("x-api-key", "batch-secret")]))
+        else {
+            panic!()
+        };
+        assert_eq!(forward.remove, ["x-api-key"]);
+        assert_eq!(
+            forward.set,
+            [("x-auth-api-key-id".to_string(), "k1".to_string())]
+        );
+        assert_eq!(
+            refused(vm.judge(&c, &request("/v1/batch", &[("x-api-key", "guess")]))),
+            Reason::ApiKeyInvalid
+        );
+        // A JWT-only route does not look at API keys at all.
+        assert_eq!(
+            refused(vm.judge(
+                &c,
+                &request("/v1/accounts/1", &[("x-api-key", "batch-secret")])
+            )),
+            Reason::TokenMissing
+        );
+        let bearer = format!("Bearer {}", token(claims()));
+        let both = request(
+            "/v1/batch",
+            &[("x-api-key", "batch-secret"), ("authorization", &bearer)],
+        );
+        assert_eq!(refused(vm.judge(&c, &both)), Reason::TokenMultiple);
+    }
+
+    fn pay(vm: &mut Vm, c: &Config, claims: serde_json::Value, customer: &str) -> Verdict {
+        let bearer = format!("Bearer {}", token(claims));
+        let path = format!("/v1/customers/{customer}/payments");
+        vm.judge(
+            c,
+            &request(
+                &path,
+                &[
+                    (":method", "POST"),
+                    ("authorization", &bearer),
+                    ("content-type", "application/json; charset=utf-8"),
+                ],
+            ),
+        )
+    }
+
+    #[test]
+    fn body_rules_hold_the_request_for_the_body_phase() {
+        let c = config(json!({}));
+        let mut vm = Vm::new(&c);
+        assert_eq!(
+            refused(pay(&mut vm, &c, claims(), "bob")),
+            Reason::ObjectAccessDenied
+        );
+        let Verdict::ReadBody { pending, .. } = pay(&mut vm, &c, claims(), "alice") else {
+            panic!()
+        };
+        assert!(matches!(
+            on_request_body(&c, &pending, br#"{"amount": "999.99"}"#, NOW),
+            Verdict::Allow(_)
+        ));
+        let Verdict::Refuse(r) = on_request_body(&c, &pending, br#"{"amount": 1000.01}"#, NOW)
+        else {
+            panic!()
+        };
+        assert_eq!((r.reason, r.status), (Reason::StepUpRequired, 401));
+        assert!(header(&r, "www-authenticate").contains("error=\"insufficient_user_authentication\", error_description=\"A stronger or more recent authentication is required\", acr_values=\"gold\""));
+        assert_eq!(
+            refused(on_request_body(
+                &c,
+                &pending,
+                br#"{"amount": 1, "amount": 2}"#,
+                NOW
+            )),
+            Reason::BodyMalformed
+        );
+        assert_eq!(
+            refused(on_request_body(&c, &pending, &[b' '; 300], NOW)),
+            Reason::BodyTooLarge
+        );
+        let mut wrong_type = pending.clone();
+        wrong_type.content_type = Some("text/plain".into());
+        assert_eq!(
+            refused(on_request_body(&c, &wrong_type, b"{}", NOW)),
+            Reason::ContentTypeUnsupported
+        );
+        let mut strong = claims();
+        strong["amr"] = json!(["pwd", "mfa"]);
+        strong["acr"] = json!("gold");
+        let Verdict::ReadBody { pending, .. } = pay(&mut vm, &c, strong, "alice") else {
+            panic!()
+        };
+        assert!(matches!(
+            on_request_body(&c, &pending, br#"{"amount": 5000}"#, NOW),
+            Verdict::Allow(_)
+        ));
+    }
+
+    #[test]
+    fn route_monitor_mode_and_json_media_types() {
+        let c = config(json!({}));
+        let mut vm = Vm::new(&c);
+        let Verdict::Allow(forward) = vm.judge(&c, &request("/v1/shadow", &[])) else {
+            panic!()
+        };
+        assert_eq!(forward.monitored, Some(Reason::TokenMissing));
+        for good in [
+            "application/json",
+            "Application/JSON; charset=UTF-8",
+            "application/merge-patch+json",
+        ] {
+            assert!(is_json_media_type(good), "{good}");
+        }
+        for bad in [
+            "text/json",
+            "application/jsonx",
+            "json",
+            "",
+            "application/x-www-form-urlencoded",
+        ] {
+            assert!(!is_json_media_type(bad), "{bad}");
+        }
     }
 }

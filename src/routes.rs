@@ -1,14 +1,24 @@
-//! Routes: method + path template -> the policy for that operation. Deny by default: a path no
-//! route matches is refused (404), a matching path with another method too (405).
+//! Routes: host + method + path -> the policy for that operation. Deny by default: a path no
+//! route matches is refused (404, or 403 if configured), a matching path with another method too
+//! (405).
 //!
-//! Path templates use `matchit` (the radix-tree router behind axum): `{name}` matches one segment,
-//! `{*name}` the rest of the path. Conflicting templates are configuration errors, not silent
-//! precedence rules. Paths arrive normalised by Envoy (`normalize_path`, `merge_slashes`, escaped
-//! slashes rejected: see envoy/envoy.yaml).
+//! Path templates use `matchit` (the radix-tree router behind axum; no allocation on lookup, no
+//! regex, builds for Wasm): `{name}` matches one segment, `{*name}` the rest; `prefix` routes are
+//! a template ending in a catch-all. Static segments beat parameters, parameters beat catch-alls,
+//! so the most specific route wins; templates that would be ambiguous are configuration errors.
+//!
+//! Matching cannot be bypassed by spelling: Envoy normalises the path first (`normalize_path`,
+//! `merge_slashes`, escaped slashes rejected: see envoy/envoy.yaml), and [`check_path`] refuses
+//! (400) anything that would still let one path reach a route as another: `;` parameters,
+//! encoded `/`, `\` or `.`, NUL, `.`/`..` segments, `//`. Case and trailing slashes are
+//! significant: `/V1/accounts` and `/v1/accounts/` are different paths, which match no route
+//! unless one is configured for them.
 
-use crate::config::ConfigError;
+use crate::authz::{AuthPolicy, RawAuth};
+use crate::config::{ConfigError, Mode};
 use crate::decision::Reason;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,7 +27,11 @@ pub struct RouteSpec {
     #[serde(rename = "match")]
     matcher: RawMatch,
     #[serde(default)]
-    auth: RawAuth,
+    public: bool,
+    mode: Option<Mode>,
+    #[serde(default)]
+    request: RawRequest,
+    auth: Option<RawAuth>,
 }
 
 #[derive(Deserialize)]
@@ -25,70 +39,52 @@ pub struct RouteSpec {
 struct RawMatch {
     #[serde(default)]
     methods: Vec<String>,
-    path: String,
+    path: Option<String>,
+    prefix: Option<String>,
+    host: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawAuth {
-    #[serde(default)]
-    anonymous: bool,
-    providers: Option<Vec<String>>,
-    #[serde(default)]
-    scopes: RawScopes,
+struct RawRequest {
+    max_body_bytes: Option<usize>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawScopes {
-    #[serde(default)]
-    all: Vec<String>,
-    #[serde(default)]
-    any: Vec<String>,
-}
+/// Default cap on a body finguard buffers to judge.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Debug)]
 pub struct RoutePolicy {
     pub id: String,
     /// Uppercase; empty means every method.
     pub methods: Vec<String>,
-    pub auth: RouteAuth,
+    /// `None`: the global mode.
+    pub mode: Option<Mode>,
+    pub max_body_bytes: usize,
+    /// `None`: public, no credentials required.
+    pub auth: Option<AuthPolicy>,
 }
 
-#[derive(Debug)]
-pub enum RouteAuth {
-    /// No credential required (health checks, public metadata).
-    Anonymous,
-    Jwt {
-        /// Provider indexes accepted; `None`: any configured provider.
-        providers: Option<Vec<usize>>,
-        scopes: ScopeRule,
-    },
-}
-
-/// Scopes the token must carry: every one of `all`, and at least one of `any` (if non-empty).
 #[derive(Debug, Default)]
-pub struct ScopeRule {
-    pub all: Vec<String>,
-    pub any: Vec<String>,
-}
-
-impl ScopeRule {
-    /// Scopes to name in an `insufficient_scope` challenge.
-    pub fn named(&self) -> Vec<String> {
-        self.all.iter().chain(self.any.iter()).cloned().collect()
-    }
+struct Router {
+    paths: matchit::Router<usize>,
+    /// For each distinct template, the routes (indexes into `RouteTable::routes`) sharing it.
+    templates: Vec<Vec<usize>>,
+    template_text: Vec<String>,
 }
 
 #[derive(Debug)]
 pub struct RouteTable {
-    router: matchit::Router<usize>,
-    /// For each distinct path template, the routes (indexes into `routes`) sharing it.
-    templates: Vec<Vec<usize>>,
+    /// Routes without a host.
+    any_host: Router,
+    /// Routes for one host (lowercased, without port); tried before `any_host`.
+    by_host: BTreeMap<String, Router>,
     routes: Vec<RoutePolicy>,
+    unmatched: Reason,
 }
 
 pub struct RouteMatch<'t, 'p> {
+    pub index: usize,
     pub route: &'t RoutePolicy,
     pub params: matchit::Params<'t, 'p>,
 }
@@ -104,84 +100,118 @@ const METHODS: [&str; 9] = [
     "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
 ];
 
+/// Refuses paths whose spelling could make one resource look like another (see module docs).
+pub fn check_path(path: &str) -> Result<(), Reason> {
+    let bytes = path.as_bytes();
+    if !path.starts_with('/') || path.contains("//") || path.contains(';') {
+        return Err(Reason::PathInvalid);
+    }
+    if bytes.iter().any(|&b| b < 0x20 || b == 0x7f || b == b'\\') {
+        return Err(Reason::PathInvalid);
+    }
+    let mut i = 0;
+    while let Some(offset) = path[i..].find('%') {
+        let at = i + offset;
+        let hex = path.get(at + 1..at + 3).ok_or(Reason::PathInvalid)?;
+        let byte = u8::from_str_radix(hex, 16).map_err(|_| Reason::PathInvalid)?;
+        if matches!(byte, b'/' | b'\\' | b'.' | 0) || byte < 0x20 {
+            return Err(Reason::PathInvalid);
+        }
+        i = at + 3;
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(Reason::PathInvalid);
+    }
+    Ok(())
+}
+
 impl RouteTable {
     pub fn compile(
         specs: Vec<RouteSpec>,
         provider_names: &[&str],
+        unmatched: Reason,
     ) -> Result<RouteTable, ConfigError> {
-        let mut router = matchit::Router::new();
-        let mut templates: Vec<Vec<usize>> = Vec::new();
-        let mut template_text: Vec<String> = Vec::new();
-        let mut routes = Vec::with_capacity(specs.len());
+        let mut table = RouteTable {
+            any_host: Router::default(),
+            by_host: BTreeMap::new(),
+            routes: Vec::with_capacity(specs.len()),
+            unmatched,
+        };
         for (i, spec) in specs.into_iter().enumerate() {
             let path = format!("routes[{i}]");
-            let fail = |field: &str, message: String| ConfigError {
+            let fail = |field: &str, message: &str| ConfigError {
                 path: format!("{path}{field}"),
-                message,
+                message: message.to_string(),
             };
-            if spec.id.is_empty() || routes.iter().any(|r: &RoutePolicy| r.id == spec.id) {
-                return Err(fail(".id", "must be non-empty and unique".into()));
+            if spec.id.is_empty() || table.routes.iter().any(|r| r.id == spec.id) {
+                return Err(fail(".id", "must be non-empty and unique"));
             }
             let mut methods = Vec::with_capacity(spec.matcher.methods.len());
             for (j, m) in spec.matcher.methods.iter().enumerate() {
                 let upper = m.to_ascii_uppercase();
                 if !METHODS.contains(&upper.as_str()) {
-                    return Err(fail(
-                        &format!(".match.methods[{j}]"),
-                        "not an HTTP method".into(),
-                    ));
+                    return Err(fail(&format!(".match.methods[{j}]"), "not an HTTP method"));
                 }
                 methods.push(upper);
             }
-            let template = &spec.matcher.path;
-            if !template.starts_with('/') || template.contains('?') {
+            let template = match (&spec.matcher.path, &spec.matcher.prefix) {
+                (Some(p), None) => p.clone(),
+                (None, Some(prefix)) if prefix.ends_with('/') && !prefix.contains('{') => {
+                    format!("{prefix}{{*finguard_rest}}")
+                }
+                (None, Some(_)) => {
+                    return Err(fail(
+                        ".match.prefix",
+                        "must end with / and contain no parameters",
+                    ))
+                }
+                _ => return Err(fail(".match", "exactly one of \"path\" or \"prefix\"")),
+            };
+            if !template.starts_with('/')
+                || template.contains('?')
+                || check_path(&template.replace(['{', '}', '*'], "")).is_err()
+            {
+                return Err(fail(".match.path", "must start with / and be a normalised path (no query, //, ., .., ;, %-escapes of / \\ .)"));
+            }
+            let params = template_params(&template);
+            let auth = match (spec.public, spec.auth) {
+                (true, Some(_)) => {
+                    return Err(fail(".auth", "a public route has no auth requirements"))
+                }
+                (true, None) => None,
+                (false, auth) => Some(AuthPolicy::compile(
+                    auth.unwrap_or_default(),
+                    &format!("{path}.auth"),
+                    &params,
+                    provider_names,
+                )?),
+            };
+            let max_body_bytes = spec
+                .request
+                .max_body_bytes
+                .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+            if max_body_bytes == 0 || max_body_bytes > 16 * 1024 * 1024 {
                 return Err(fail(
-                    ".match.path",
-                    "must start with / and contain no query".into(),
+                    ".request.max_body_bytes",
+                    "must be between 1 and 16777216",
                 ));
             }
-            let auth = if spec.auth.anonymous {
-                if spec.auth.providers.is_some()
-                    || !spec.auth.scopes.all.is_empty()
-                    || !spec.auth.scopes.any.is_empty()
-                {
-                    return Err(fail(
-                        ".auth",
-                        "an anonymous route cannot require providers or scopes".into(),
-                    ));
-                }
-                RouteAuth::Anonymous
-            } else {
-                let providers = match spec.auth.providers {
-                    None => None,
-                    Some(names) => {
-                        let mut indexes = Vec::with_capacity(names.len());
-                        for (j, name) in names.iter().enumerate() {
-                            let Some(index) = provider_names.iter().position(|p| p == name) else {
-                                return Err(fail(
-                                    &format!(".auth.providers[{j}]"),
-                                    "no provider of that name".into(),
-                                ));
-                            };
-                            indexes.push(index);
-                        }
-                        Some(indexes)
-                    }
-                };
-                RouteAuth::Jwt {
-                    providers,
-                    scopes: ScopeRule {
-                        all: spec.auth.scopes.all,
-                        any: spec.auth.scopes.any,
-                    },
-                }
-            };
 
-            let index = routes.len();
-            if let Some(t) = template_text.iter().position(|t| t == template) {
+            let index = table.routes.len();
+            let router = match &spec.matcher.host {
+                None => &mut table.any_host,
+                Some(host) if !host.is_empty() && !host.contains(':') => {
+                    table.by_host.entry(host.to_ascii_lowercase()).or_default()
+                }
+                Some(_) => return Err(fail(".match.host", "a host name without port")),
+            };
+            if let Some(t) = router.template_text.iter().position(|t| *t == template) {
                 // Same template, other methods: overlapping methods would be ambiguous.
-                let overlaps = templates[t].iter().any(|&other| {
-                    let other: &RoutePolicy = &routes[other];
+                let overlaps = router.templates[t].iter().any(|&other| {
+                    let other: &RoutePolicy = &table.routes[other];
                     other.methods.is_empty()
                         || methods.is_empty()
                         || other.methods.iter().any(|m| methods.contains(m))
@@ -189,57 +219,90 @@ impl RouteTable {
                 if overlaps {
                     return Err(fail(
                         ".match",
-                        "another route has the same path and an overlapping method".into(),
+                        "another route has the same host, path and an overlapping method",
                     ));
                 }
-                templates[t].push(index);
+                router.templates[t].push(index);
             } else {
                 router
-                    .insert(template.clone(), templates.len())
+                    .paths
+                    .insert(template.clone(), router.templates.len())
                     .map_err(|e| {
                         fail(
                             ".match.path",
-                            format!("invalid or conflicting template: {e}"),
+                            &format!("invalid or conflicting template: {e}"),
                         )
                     })?;
-                templates.push(vec![index]);
-                template_text.push(template.clone());
+                router.templates.push(vec![index]);
+                router.template_text.push(template);
             }
-            routes.push(RoutePolicy {
+            table.routes.push(RoutePolicy {
                 id: spec.id,
                 methods,
+                mode: spec.mode,
+                max_body_bytes,
                 auth,
             });
         }
-        Ok(RouteTable {
-            router,
-            templates,
-            routes,
-        })
+        Ok(table)
     }
 
     pub fn requires_tokens(&self) -> bool {
         self.routes
             .iter()
-            .any(|r| matches!(r.auth, RouteAuth::Jwt { .. }))
+            .any(|r| r.auth.as_ref().is_some_and(|a| a.jwt))
+    }
+
+    pub fn requires_api_keys(&self) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.auth.as_ref().is_some_and(|a| a.api_key))
     }
 
     pub fn routes(&self) -> &[RoutePolicy] {
         &self.routes
     }
 
+    /// Finds the route for a request. `host` is the `:authority` (port ignored).
     pub fn lookup<'t, 'p>(
         &'t self,
+        host: &str,
         method: &str,
         path: &'p str,
     ) -> Result<RouteMatch<'t, 'p>, NoRoute> {
-        let Ok(matched) = self.router.at(path) else {
+        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        });
+        let host_router = self
+            .by_host
+            .iter()
+            .find(|(h, _)| h.eq_ignore_ascii_case(host))
+            .map(|(_, r)| r);
+        if let Some(router) = host_router {
+            if let Ok(found) = self.lookup_in(router, method, path) {
+                return Ok(found);
+            }
+        }
+        self.lookup_in(&self.any_host, method, path)
+    }
+
+    fn lookup_in<'t, 'p>(
+        &'t self,
+        router: &'t Router,
+        method: &str,
+        path: &'p str,
+    ) -> Result<RouteMatch<'t, 'p>, NoRoute> {
+        let Ok(matched) = router.paths.at(path) else {
             return Err(NoRoute {
-                reason: Reason::RouteNotFound,
+                reason: self.unmatched,
                 allowed_methods: Vec::new(),
             });
         };
-        let candidates = self
+        let candidates = router
             .templates
             .get(*matched.value)
             .map(Vec::as_slice)
@@ -248,6 +311,7 @@ impl RouteTable {
             if let Some(route) = self.routes.get(index) {
                 if route.methods.is_empty() || route.methods.iter().any(|m| m == method) {
                     return Ok(RouteMatch {
+                        index,
                         route,
                         params: matched.params,
                     });
@@ -268,6 +332,15 @@ impl RouteTable {
     }
 }
 
+/// Parameter names of a template (`{name}` and `{*name}`).
+fn template_params(template: &str) -> Vec<String> {
+    template
+        .split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| name.trim_start_matches('*').to_string())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,63 +350,177 @@ mod tests {
 
     fn table(routes: serde_json::Value) -> Result<RouteTable, ConfigError> {
         let specs: Vec<RouteSpec> = serde_json::from_value(routes).unwrap();
-        RouteTable::compile(specs, &["idp", "partner"])
+        RouteTable::compile(specs, &["idp", "partner"], Reason::RouteNotFound)
     }
 
     #[test]
-    fn matches_templates_methods_and_params() {
+    fn matches_templates_methods_hosts_and_params() {
         let t = table(json!([
             {"id": "get", "match": {"methods": ["GET"], "path": "/v1/accounts/{account_id}"}},
             {"id": "del", "match": {"methods": ["delete"], "path": "/v1/accounts/{account_id}"}, "auth": {"providers": ["partner"]}},
-            {"id": "pay", "match": {"methods": ["POST"], "path": "/v1/customers/{customer_id}/payments"}},
-            {"id": "files", "match": {"path": "/files/{*rest}"}, "auth": {"anonymous": true}}
+            {"id": "mine", "match": {"methods": ["GET"], "path": "/v1/accounts/mine"}},
+            {"id": "admin", "match": {"prefix": "/v1/admin/"}},
+            {"id": "files", "match": {"path": "/files/{*rest}"}, "public": true},
+            {"id": "partner-get", "match": {"methods": ["GET"], "path": "/v1/accounts/{account_id}", "host": "Partner.Example"}}
         ]))
         .unwrap();
-        let m = t.lookup("GET", "/v1/accounts/acc-1").unwrap();
-        assert_eq!(m.route.id, "get");
+        let m = t
+            .lookup("api.example", "GET", "/v1/accounts/acc-1")
+            .unwrap();
+        assert_eq!((m.route.id.as_str(), m.index), ("get", 0));
         assert_eq!(m.params.get("account_id"), Some("acc-1"));
         assert_eq!(
-            t.lookup("DELETE", "/v1/accounts/acc-1").unwrap().route.id,
+            t.lookup("", "GET", "/v1/accounts/mine").unwrap().route.id,
+            "mine"
+        );
+        assert_eq!(
+            t.lookup("", "DELETE", "/v1/accounts/acc-1")
+                .unwrap()
+                .route
+                .id,
             "del"
         );
-        assert!(
-            matches!(t.lookup("DELETE", "/v1/accounts/x").unwrap().route.auth, RouteAuth::Jwt { providers: Some(ref p), .. } if p == &[1])
+        assert_eq!(
+            t.lookup("", "POST", "/v1/admin/users/1").unwrap().route.id,
+            "admin"
         );
-        assert_eq!(t.lookup("PUT", "/files/a/b/c").unwrap().route.id, "files");
-        let no = t.lookup("PUT", "/v1/accounts/acc-1").err().unwrap();
+        assert!(t.lookup("", "POST", "/v1/admin").is_err());
+        assert_eq!(
+            t.lookup("", "PUT", "/files/a/b/c").unwrap().route.id,
+            "files"
+        );
+        assert!(t
+            .lookup("", "PUT", "/files/a")
+            .unwrap()
+            .route
+            .auth
+            .is_none());
+        assert_eq!(
+            t.lookup("partner.example:8443", "GET", "/v1/accounts/a")
+                .unwrap()
+                .route
+                .id,
+            "partner-get"
+        );
+        // A host-specific table falls back to host-less routes for what it lacks.
+        assert_eq!(
+            t.lookup("partner.example", "DELETE", "/v1/accounts/a")
+                .unwrap()
+                .route
+                .id,
+            "del"
+        );
+        let no = t.lookup("", "PUT", "/v1/accounts/acc-1").err().unwrap();
         assert_eq!(no.reason, Reason::MethodNotAllowed);
         assert_eq!(no.allowed_methods, ["DELETE", "GET"]);
+        for path in [
+            "/v1/accounts",
+            "/v1/accounts/a/b",
+            "/V1/accounts/a",
+            "/v1/accounts/a/",
+        ] {
+            assert_eq!(
+                t.lookup("", "GET", path).err().unwrap().reason,
+                Reason::RouteNotFound,
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn unmatched_routes_can_be_forbidden() {
+        let specs: Vec<RouteSpec> =
+            serde_json::from_value(json!([{"id": "a", "match": {"path": "/a"}}])).unwrap();
+        let t = RouteTable::compile(specs, &[], Reason::RouteForbidden).unwrap();
         assert_eq!(
-            t.lookup("GET", "/v1/accounts").err().unwrap().reason,
-            Reason::RouteNotFound
+            t.lookup("", "GET", "/b").err().unwrap().reason,
+            Reason::RouteForbidden
         );
-        assert_eq!(
-            t.lookup("GET", "/v1/accounts/a/b").err().unwrap().reason,
-            Reason::RouteNotFound
-        );
+    }
+
+    #[test]
+    fn ambiguous_spellings_of_a_path_are_refused() {
+        for bad in [
+            "/v1/customers/../admin",
+            "/v1/customers/./x",
+            "/v1//customers",
+            "/v1/customers/a;jsessionid=1",
+            "/v1/customers/a%2Fb",
+            "/v1/customers/a%2fb",
+            "/v1/customers/%2e%2e/admin",
+            "/v1/customers/a%5Cb",
+            "/v1/customers/a%00",
+            "/v1/customers/a%zz",
+            "/v1/customers/a%2",
+            "/v1/customers/a\\b",
+            "v1/customers",
+        ] {
+            assert_eq!(check_path(bad), Err(Reason::PathInvalid), "{bad}");
+        }
+        for good in [
+            "/",
+            "/v1/customers/cust-1/payments",
+            "/v1/customers/J%C3%BCrgen",
+            "/v1/a.b/c..d",
+        ] {
+            assert!(check_path(good).is_ok(), "{good}");
+        }
     }
 
     #[test]
     fn configuration_errors_name_the_route() {
-        let e = table(
-            json!([{"id": "a", "match": {"path": "/x"}}, {"id": "a", "match": {"path": "/y"}}]),
-        )
-        .unwrap_err();
-        assert_eq!(e.path, "routes[1].id");
-        let e = table(json!([{"id": "a", "match": {"path": "/x/{a}"}}, {"id": "b", "match": {"path": "/x/{b}"}}])).unwrap_err();
-        assert_eq!(e.path, "routes[1].match.path");
-        let e = table(json!([{"id": "a", "match": {"path": "/x"}}, {"id": "b", "match": {"path": "/x", "methods": ["GET"]}}])).unwrap_err();
-        assert_eq!(e.path, "routes[1].match");
-        let e =
-            table(json!([{"id": "a", "match": {"path": "/x", "methods": ["FETCH"]}}])).unwrap_err();
-        assert_eq!(e.path, "routes[0].match.methods[0]");
-        let e =
-            table(json!([{"id": "a", "match": {"path": "/x"}, "auth": {"providers": ["nope"]}}]))
-                .unwrap_err();
-        assert_eq!(e.path, "routes[0].auth.providers[0]");
-        let e = table(json!([{"id": "a", "match": {"path": "x"}}])).unwrap_err();
-        assert_eq!(e.path, "routes[0].match.path");
-        let e = table(json!([{"id": "a", "match": {"path": "/x"}, "auth": {"anonymous": true, "scopes": {"all": ["s"]}}}])).unwrap_err();
-        assert_eq!(e.path, "routes[0].auth");
+        let cases = [
+            (
+                json!([{"id": "a", "match": {"path": "/x"}}, {"id": "a", "match": {"path": "/y"}}]),
+                "routes[1].id",
+            ),
+            (
+                json!([{"id": "a", "match": {"path": "/x/{a}"}}, {"id": "b", "match": {"path": "/x/{b}"}}]),
+                "routes[1].match.path",
+            ),
+            (
+                json!([{"id": "a", "match": {"path": "/x"}}, {"id": "b", "match": {"path": "/x", "methods": ["GET"]}}]),
+                "routes[1].match",
+            ),
+            (
+                json!([{"id": "a", "match": {"path": "/x", "methods": ["FETCH"]}}]),
+                "routes[0].match.methods[0]",
+            ),
+            (
+                json!([{"id": "a", "match": {"path": "/x"}, "auth": {"providers": ["nope"]}}]),
+                "routes[0].auth.providers[0]",
+            ),
+            (
+                json!([{"id": "a", "match": {"path": "x"}}]),
+                "routes[0].match.path",
+            ),
+            (
+                json!([{"id": "a", "match": {"path": "/a/../b"}}]),
+                "routes[0].match.path",
+            ),
+            (
+                json!([{"id": "a", "match": {"path": "/x", "prefix": "/x/"}}]),
+                "routes[0].match",
+            ),
+            (
+                json!([{"id": "a", "match": {"prefix": "/x"}}]),
+                "routes[0].match.prefix",
+            ),
+            (
+                json!([{"id": "a", "match": {"path": "/x"}, "public": true, "auth": {}}]),
+                "routes[0].auth",
+            ),
+            (
+                json!([{"id": "a", "match": {"path": "/x", "host": "a:80"}}]),
+                "routes[0].match.host",
+            ),
+            (
+                json!([{"id": "a", "match": {"path": "/x"}, "request": {"max_body_bytes": 0}}]),
+                "routes[0].request.max_body_bytes",
+            ),
+        ];
+        for (routes, path) in cases {
+            assert_eq!(table(routes.clone()).unwrap_err().path, path, "{routes}");
+        }
     }
 }

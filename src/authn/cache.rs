@@ -73,7 +73,7 @@ mod tests {
             nbf: None,
             scopes: vec![],
             forward_headers: vec![],
-            claims: Default::default(),
+            claims: serde_json::Value::Null,
         })
     }
 

@@ -2,6 +2,7 @@
 //! apart: extract ([`extract`]) -> cache ([`cache`]) -> parse ([`token`]) -> claims, key lookup
 //! and signature ([`verify`]) against keys held per provider ([`keys`], [`jwks`]).
 
+pub mod apikey;
 pub mod cache;
 pub mod extract;
 pub mod jwks;
@@ -145,7 +146,7 @@ mod tests {
             clock_skew_seconds: 0,
             max_lifetime_seconds: None,
             typ: None,
-            scope_claim: "scope".into(),
+            scope_claim: None,
             forward_claims: vec![],
             mode: Mode::Enforce,
         }];

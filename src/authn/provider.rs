@@ -14,7 +14,8 @@ pub struct Provider {
     pub max_lifetime_seconds: Option<i64>,
     /// Accepted `typ` header values, lowercased and without an `application/` prefix.
     pub typ: Option<Vec<String>>,
-    pub scope_claim: String,
+    /// Claim holding the scopes; `None`: `scope`, else `scp`.
+    pub scope_claim: Option<String>,
     pub forward_claims: Vec<ClaimHeader>,
     pub mode: Mode,
 }

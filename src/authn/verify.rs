@@ -18,7 +18,8 @@ pub struct VerifiedToken {
     pub scopes: Vec<String>,
     /// (lowercased header name, value) for each configured claim present in the token.
     pub forward_headers: Vec<(String, String)>,
-    pub claims: Map<String, Value>,
+    /// The claims (a JSON object), for authorization rules.
+    pub claims: Value,
 }
 
 impl VerifiedToken {
@@ -101,7 +102,12 @@ pub fn accept(
     provider: &Provider,
     times: Times,
 ) -> Result<VerifiedToken, Reason> {
-    let scopes = scopes(&token.claims, &provider.scope_claim)?;
+    let scopes = match &provider.scope_claim {
+        Some(claim) => scopes(&token.claims, claim)?,
+        // RFC 9068 `scope` (space-separated), else the common `scp` array.
+        None if token.claims.contains_key("scope") => scopes(&token.claims, "scope")?,
+        None => scopes(&token.claims, "scp")?,
+    };
     let claims = Value::Object(token.claims);
     let mut forward_headers = Vec::with_capacity(provider.forward_claims.len());
     for claim in &provider.forward_claims {
@@ -115,10 +121,7 @@ pub fn accept(
         nbf: times.nbf,
         scopes,
         forward_headers,
-        claims: match claims {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        },
+        claims,
     })
 }
 
@@ -219,7 +222,7 @@ mod tests {
             clock_skew_seconds: 60,
             max_lifetime_seconds: Some(3600),
             typ: None,
-            scope_claim: "scope".into(),
+            scope_claim: None,
             forward_claims: vec![
                 ClaimHeader {
                     pointer: "/sub".into(),

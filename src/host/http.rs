@@ -1,19 +1,24 @@
 //! The HTTP context: one per request. It reads the request headers in one host call, runs the
 //! core's headers phase and applies the verdict: forward with header changes, answer locally,
-//! or hold the request until its provider's keys arrive (the root context answers it then).
+//! hold the request until its provider's keys arrive (the root context answers it then), or hold
+//! it while the body streams in and judge the body at its end.
+//!
+//! A held request must never slip through: while it waits (for keys or for the rest of its body)
+//! every body callback answers `Pause`, which keeps Envoy buffering instead of forwarding.
 
-use super::root::{Vm, Waiter};
+use super::root::{BodyProgress, Stream, Vm, Waiter};
 use super::{log, now_ms};
-use crate::decision::{Reason, Refusal, RefusalContext, Verdict};
+use crate::decision::{Forward, PendingBody, Reason, Refusal, RefusalContext, Verdict};
 use crate::pipeline::{self, VmState};
 use crate::request::RequestView;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// The VM's state, shared by its root context and every HTTP context. `None` until configured.
+/// The VM's state, shared by its root context and every HTTP context. `None` until configured
+/// (or when the configuration was refused).
 pub type Shared = Rc<RefCell<Option<Vm>>>;
 
 pub struct FilterContext {
@@ -30,7 +35,7 @@ impl FilterContext {
 impl Context for FilterContext {}
 
 impl HttpContext for FilterContext {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let Ok(headers) = hostcalls::get_map(MapType::HttpRequestHeaders) else {
             log(LogLevel::Error, "cannot read request headers; refusing");
             return refuse_internal();
@@ -38,7 +43,7 @@ impl HttpContext for FilterContext {
         let request = RequestView::new(headers);
         let now = now_ms();
         // The borrow ends before the verdict is applied (applying calls into Envoy).
-        let verdict = {
+        let (verdict, config) = {
             let Ok(mut guard) = self.vm.try_borrow_mut() else {
                 return refuse_internal();
             };
@@ -52,19 +57,100 @@ impl HttpContext for FilterContext {
                 cache: &mut vm.cache,
             };
             let verdict = pipeline::on_request_headers(&config, &request, state, now / 1000, true);
-            if let Verdict::WaitForKeys { .. } = verdict {
+            if let Verdict::WaitForKeys { route, .. } = verdict {
                 let deadline_ms =
                     now.saturating_add(i64::try_from(config.jwks_wait_ms).unwrap_or(0));
-                vm.waiters.push(Waiter {
-                    context_id: self.context_id,
+                let waiter = Waiter {
                     request,
                     deadline_ms,
                     key_generation: vm.key_generation,
-                });
+                    route,
+                    body: if end_of_stream {
+                        BodyProgress::Complete(Vec::new())
+                    } else {
+                        BodyProgress::Open
+                    },
+                };
+                vm.streams.insert(self.context_id, Stream::Waiting(waiter));
                 return Action::Pause;
             }
-            verdict
+            (verdict, config)
         };
+        match verdict {
+            Verdict::ReadBody { forward, pending } => {
+                if !apply_forward(&forward) {
+                    return Action::Pause;
+                }
+                if end_of_stream {
+                    // No body will come: judge the empty one now.
+                    let verdict = pipeline::on_request_body(&config, &pending, &[], now / 1000);
+                    return if apply_verdict(&verdict) {
+                        Action::Continue
+                    } else {
+                        Action::Pause
+                    };
+                }
+                self.set_stream(Stream::ReadingBody(pending));
+                Action::Pause
+            }
+            verdict if apply_verdict(&verdict) => Action::Continue,
+            _ => Action::Pause,
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let now = now_ms();
+        let (verdict, pending) = {
+            let Ok(mut guard) = self.vm.try_borrow_mut() else {
+                return refuse_internal();
+            };
+            let Some(vm) = guard.as_mut() else {
+                return Action::Continue;
+            };
+            let config = Rc::clone(&vm.config);
+            match vm.streams.get_mut(&self.context_id) {
+                None => return Action::Continue,
+                Some(Stream::Waiting(waiter)) => {
+                    // Judged later; keep what the body phase may need, bounded by the route.
+                    if end_of_stream {
+                        let limit = config
+                            .routes
+                            .routes()
+                            .get(waiter.route)
+                            .map_or(0, |r| r.max_body_bytes);
+                        waiter.body = if body_size > limit {
+                            BodyProgress::TooLarge
+                        } else {
+                            read_body(body_size)
+                                .map_or(BodyProgress::TooLarge, BodyProgress::Complete)
+                        };
+                    }
+                    return Action::Pause;
+                }
+                Some(Stream::ReadingBody(pending)) => {
+                    let limit = config
+                        .routes
+                        .routes()
+                        .get(pending.route)
+                        .map_or(0, |r| r.max_body_bytes);
+                    if body_size > limit {
+                        (
+                            pipeline::on_body_overflow(&config, pending),
+                            vm.streams.remove(&self.context_id),
+                        )
+                    } else if !end_of_stream {
+                        return Action::Pause;
+                    } else {
+                        let body = read_body(body_size).unwrap_or_default();
+                        (
+                            pipeline::on_request_body(&config, pending, &body, now / 1000),
+                            vm.streams.remove(&self.context_id),
+                        )
+                    }
+                }
+            }
+        };
+        drop(pending);
         if apply_verdict(&verdict) {
             Action::Continue
         } else {
@@ -73,47 +159,68 @@ impl HttpContext for FilterContext {
     }
 }
 
-impl Drop for FilterContext {
-    fn drop(&mut self) {
-        // A request that waited for keys and was abandoned by its client.
+impl FilterContext {
+    fn set_stream(&self, stream: Stream) {
         if let Ok(mut guard) = self.vm.try_borrow_mut() {
             if let Some(vm) = guard.as_mut() {
-                vm.waiters.retain(|w| w.context_id != self.context_id);
+                vm.streams.insert(self.context_id, stream);
             }
         }
+    }
+}
+
+impl Drop for FilterContext {
+    fn drop(&mut self) {
+        // A request that was held and abandoned by its client.
+        if let Ok(mut guard) = self.vm.try_borrow_mut() {
+            if let Some(vm) = guard.as_mut() {
+                vm.streams.remove(&self.context_id);
+            }
+        }
+    }
+}
+
+/// The whole buffered request body (only valid inside a body callback).
+pub fn read_body(size: usize) -> Option<Vec<u8>> {
+    match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size) {
+        Ok(body) => Some(body.unwrap_or_default()),
+        Err(_) => None,
     }
 }
 
 /// Applies a verdict to the current (effective) stream. True when the request may continue.
 pub fn apply_verdict(verdict: &Verdict) -> bool {
     match verdict {
-        Verdict::Allow(forward) => {
-            for name in &forward.remove {
-                if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
-                    return send_refusal_internal();
-                }
-            }
-            for (name, value) in &forward.set {
-                if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).is_err()
-                {
-                    return send_refusal_internal();
-                }
-            }
-            if let Some(reason) = forward.monitored {
-                log(
-                    LogLevel::Info,
-                    &format!("monitor mode: would refuse ({})", reason.slug()),
-                );
-            }
-            true
-        }
+        Verdict::Allow(forward) => apply_forward(forward),
         Verdict::Refuse(refusal) => {
             send(refusal);
             false
         }
-        // Only the HTTP context registers waiters; a re-judged request is never told to wait.
-        Verdict::WaitForKeys { .. } => send_refusal_internal(),
+        // Only the HTTP context registers waiters and body readers; a re-judged request
+        // reaching here is a bug: fail closed.
+        Verdict::WaitForKeys { .. } | Verdict::ReadBody { .. } => send_refusal_internal(),
     }
+}
+
+/// Header changes of a forwarded request. False (and a 500 sent) if the host refuses them.
+pub fn apply_forward(forward: &Forward) -> bool {
+    for name in &forward.remove {
+        if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
+            return send_refusal_internal();
+        }
+    }
+    for (name, value) in &forward.set {
+        if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).is_err() {
+            return send_refusal_internal();
+        }
+    }
+    if let Some(reason) = forward.monitored {
+        log(
+            LogLevel::Info,
+            &format!("monitor mode: would refuse ({})", reason.slug()),
+        );
+    }
+    true
 }
 
 fn send(refusal: &Refusal) {
@@ -160,4 +267,21 @@ fn refuse_without_policy(request: &RequestView) -> Action {
 fn refuse_internal() -> Action {
     send_refusal_internal();
     Action::Pause
+}
+
+/// Judges a body the headers phase asked for, when it is already complete (used by the root
+/// context for requests that waited for keys).
+pub fn judge_complete_body(
+    vm_config: &crate::config::Config,
+    pending: &PendingBody,
+    body: &BodyProgress,
+    now_s: i64,
+) -> Option<Verdict> {
+    match body {
+        BodyProgress::Open => None,
+        BodyProgress::Complete(bytes) => {
+            Some(pipeline::on_request_body(vm_config, pending, bytes, now_s))
+        }
+        BodyProgress::TooLarge => Some(pipeline::on_body_overflow(vm_config, pending)),
+    }
 }

@@ -3,13 +3,13 @@
 //! every tick it installs keys other VMs published, fetches when due and it holds the lease, and
 //! answers waiting requests whose keys arrived or whose wait ran out.
 
-use super::http::{apply_verdict, FilterContext, Shared};
+use super::http::{apply_forward, apply_verdict, judge_complete_body, FilterContext, Shared};
 use super::{jwks_sync, log, now_ms};
 use crate::authn::cache::TokenCache;
 use crate::authn::jwks::{KeyOrigin, KeySet};
 use crate::authn::keys::{KeySource, ProviderKeys};
 use crate::config::Config;
-use crate::decision::Verdict;
+use crate::decision::{Forward, PendingBody, Verdict};
 use crate::pipeline::{self, VmState};
 use crate::request::RequestView;
 use proxy_wasm::hostcalls;
@@ -30,18 +30,36 @@ pub struct Vm {
     key_versions: Vec<Option<u32>>,
     /// Bumped whenever any provider's keys change; waiters re-judge when it moves.
     pub key_generation: u64,
-    pub waiters: Vec<Waiter>,
+    /// Requests held by this VM, by HTTP context id.
+    pub streams: HashMap<u32, Stream>,
     /// In-flight JWKS fetches: call token -> provider index.
     fetches: HashMap<u32, usize>,
     nonce: u64,
 }
 
-/// A request held in `on_http_request_headers` until its provider's keys are loaded.
+/// Why a request is held.
+pub enum Stream {
+    /// In `on_http_request_headers`, until its provider's keys are loaded (or the wait ends).
+    Waiting(Waiter),
+    /// Headers judged; the body is streaming in and is judged at its end.
+    ReadingBody(PendingBody),
+}
+
 pub struct Waiter {
-    pub context_id: u32,
     pub request: RequestView,
     pub deadline_ms: i64,
     pub key_generation: u64,
+    /// The matched route (its body limit, whether the body phase will run).
+    pub route: usize,
+    /// The body as far as it arrived while waiting: kept (bounded by the route's limit) once
+    /// complete, because its callbacks are over by the time the wait ends.
+    pub body: BodyProgress,
+}
+
+pub enum BodyProgress {
+    Open,
+    Complete(Vec<u8>),
+    TooLarge,
 }
 
 impl Vm {
@@ -63,7 +81,7 @@ impl Vm {
             config: Rc::new(config),
             keys,
             key_generation: 0,
-            waiters: Vec::new(),
+            streams: HashMap::new(),
             fetches: HashMap::new(),
             nonce: jwks_sync::vm_nonce(now_ms),
         }
@@ -310,20 +328,30 @@ impl Root {
     /// verdicts. The state borrow ends before any verdict is applied: applying one calls into
     /// Envoy, which may call back into this VM.
     fn answer_waiters(&mut self, now: i64) {
-        let mut ready = Vec::new();
+        let mut ready: Vec<(u32, Verdict, Option<Forward>)> = Vec::new();
         {
             let Ok(mut guard) = self.vm.try_borrow_mut() else {
                 return;
             };
             let Some(vm) = guard.as_mut() else { return };
             let generation = vm.key_generation;
-            let waiters = std::mem::take(&mut vm.waiters);
-            for waiter in waiters {
-                let timed_out = now >= waiter.deadline_ms;
-                if !timed_out && waiter.key_generation == generation {
-                    vm.waiters.push(waiter);
+            let due: Vec<u32> = vm
+                .streams
+                .iter()
+                .filter_map(|(id, stream)| match stream {
+                    Stream::Waiting(w)
+                        if now >= w.deadline_ms || w.key_generation != generation =>
+                    {
+                        Some(*id)
+                    }
+                    _ => None,
+                })
+                .collect();
+            for context_id in due {
+                let Some(Stream::Waiting(waiter)) = vm.streams.remove(&context_id) else {
                     continue;
-                }
+                };
+                let timed_out = now >= waiter.deadline_ms;
                 let config = Rc::clone(&vm.config);
                 let state = VmState {
                     keys: &mut vm.keys,
@@ -336,20 +364,45 @@ impl Root {
                     now / 1000,
                     !timed_out,
                 ) {
-                    Verdict::WaitForKeys { .. } => vm.waiters.push(Waiter {
-                        key_generation: generation,
-                        ..waiter
-                    }),
-                    verdict => ready.push((waiter.context_id, verdict)),
+                    Verdict::WaitForKeys { .. } => {
+                        vm.streams.insert(
+                            context_id,
+                            Stream::Waiting(Waiter {
+                                key_generation: generation,
+                                ..waiter
+                            }),
+                        );
+                    }
+                    Verdict::ReadBody { forward, pending } => {
+                        match judge_complete_body(&config, &pending, &waiter.body, now / 1000) {
+                            Some(verdict) => ready.push((context_id, verdict, Some(forward))),
+                            None => {
+                                // The body is still arriving: its callbacks finish the job.
+                                vm.streams.insert(context_id, Stream::ReadingBody(pending));
+                                ready.push((
+                                    context_id,
+                                    Verdict::Allow(Forward::default()),
+                                    Some(forward),
+                                ));
+                            }
+                        }
+                    }
+                    verdict => ready.push((context_id, verdict, None)),
                 }
             }
         }
-        for (context_id, verdict) in ready {
+        for (context_id, verdict, headers_forward) in ready {
             // The stream may be gone (client hung up): then there is nothing to answer.
             if hostcalls::set_effective_context(context_id).is_err() {
                 continue;
             }
-            if apply_verdict(&verdict) {
+            if let Some(forward) = &headers_forward {
+                if !apply_forward(forward) {
+                    continue;
+                }
+            }
+            let still_reading = matches!(self.vm.try_borrow().ok().as_deref(), Some(Some(vm)) if vm.streams.contains_key(&context_id));
+            if apply_verdict(&verdict) && !still_reading {
                 let _ = hostcalls::resume_http_request();
             }
         }

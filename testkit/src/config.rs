@@ -75,7 +75,7 @@ pub fn routes() -> Value {
          "auth": {"providers": ["idp"], "scopes": {"all": ["payments:write"]}}},
         {"id": "whoami", "match": {"methods": ["GET"], "path": "/v1/whoami"}},
         {"id": "health", "match": {"methods": ["GET"], "path": "/healthz"},
-         "auth": {"anonymous": true}}
+         "public": true}
     ])
 }
 
