@@ -25,6 +25,9 @@ pub struct Request {
     target: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Send the body with `transfer-encoding: chunked` in chunks of this size (no
+    /// `content-length`), so the receiver cannot know the body size from the headers.
+    chunk_size: Option<usize>,
     timeout: Duration,
 }
 
@@ -37,6 +40,7 @@ impl Request {
             target: target.to_owned(),
             headers: Vec::new(),
             body: Vec::new(),
+            chunk_size: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -62,6 +66,13 @@ impl Request {
     pub fn json(self, value: &Value) -> Self {
         self.header("content-type", "application/json")
             .body(value.to_string())
+    }
+
+    /// Sends the body chunked (`transfer-encoding: chunked`, no `content-length`), in chunks of
+    /// `chunk_size` bytes (at least 1).
+    pub fn chunked(mut self, chunk_size: usize) -> Self {
+        self.chunk_size = Some(chunk_size.max(1));
+        self
     }
 
     /// Bounds the whole exchange (default 15 s).
@@ -90,13 +101,30 @@ impl Request {
         for (name, value) in &self.headers {
             head.push_str(&format!("{name}: {value}\r\n"));
         }
-        if !self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
+        if self.chunk_size.is_some() {
+            head.push_str("transfer-encoding: chunked\r\n");
+        } else if !self.body.is_empty() || matches!(self.method.as_str(), "POST" | "PUT" | "PATCH")
+        {
             head.push_str(&format!("content-length: {}\r\n", self.body.len()));
         }
         head.push_str("connection: close\r\n\r\n");
 
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(&self.body)?;
+        // One write for the whole request: when Envoy answers from the headers alone (a local
+        // reply) and closes the connection, body bytes still in flight would arrive after the
+        // close, draw a TCP reset and could destroy the response before it is read.
+        let mut wire = head.into_bytes();
+        match self.chunk_size {
+            Some(size) => {
+                for chunk in self.body.chunks(size) {
+                    wire.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                    wire.extend_from_slice(chunk);
+                    wire.extend_from_slice(b"\r\n");
+                }
+                wire.extend_from_slice(b"0\r\n\r\n");
+            }
+            None => wire.extend_from_slice(&self.body),
+        }
+        stream.write_all(&wire)?;
         stream.flush()?;
 
         let mut raw = Vec::new();
