@@ -152,6 +152,14 @@ fn print_walkthrough(listen_port: u16, admin_port: u16) {
         .sign();
     let payment =
         r#"'{"amount": 250, "currency": "EUR", "creditor_iban": "DE89370400440532013000"}'"#;
+    let big_payment =
+        r#"'{"amount": 5000, "currency": "EUR", "creditor_iban": "DE89370400440532013000"}'"#;
+    let mfa = TokenBuilder::rs256()
+        .claim("client_id", "demo-app")
+        .claim("amr", serde_json::json!(["pwd", "mfa"]))
+        .scope("accounts:read payments:write")
+        .expires_in(hours)
+        .sign();
 
     println!(
         "\nfinguard demo: API on {base}, Envoy admin on http://127.0.0.1:{admin_port}\n\
@@ -161,6 +169,15 @@ fn print_walkthrough(listen_port: u16, admin_port: u16) {
          # 201: create a payment (scope payments:write)\n\
          curl -i -X POST {base}/v1/customers/cust-42/payments -H 'authorization: Bearer {full}' \
          -H 'content-type: application/json' -d {payment}\n\n\
+         # 401 step-up-required: 5000 EUR is above the 1000 EUR threshold and the token has no mfa\n\
+         curl -i -X POST {base}/v1/customers/cust-42/payments -H 'authorization: Bearer {full}' \
+         -H 'content-type: application/json' -d {big_payment}\n\n\
+         # 201: the same payment with a token whose amr says mfa\n\
+         curl -i -X POST {base}/v1/customers/cust-42/payments -H 'authorization: Bearer {mfa}' \
+         -H 'content-type: application/json' -d {big_payment}\n\n\
+         # 403 object-access-denied: cust-42's token on another customer's payments\n\
+         curl -i -X POST {base}/v1/customers/cust-7/payments -H 'authorization: Bearer {full}' \
+         -H 'content-type: application/json' -d {payment}\n\n\
          # 401 token-missing: no token (bare Bearer challenge)\n\
          curl -i {base}/v1/accounts\n\n\
          # 403 scope-insufficient: the token only has accounts:read\n\
@@ -168,7 +185,7 @@ fn print_walkthrough(listen_port: u16, admin_port: u16) {
          -H 'content-type: application/json' -d {payment}\n\n\
          # 401 token-expired: expired an hour ago\n\
          curl -i {base}/v1/accounts/acc-001 -H 'authorization: Bearer {expired}'\n\n\
-         # 200: anonymous health check\n\
+         # 200: public health check\n\
          curl -i {base}/healthz\n\n\
          Ctrl-C stops the demo."
     );
