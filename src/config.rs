@@ -11,6 +11,7 @@ use crate::authn::jwks::{parse_algorithm, KeyFamily, KeyOrigin, KeySet};
 use crate::authn::keys::{KeySource, RemoteJwks};
 use crate::authn::provider::{ClaimHeader, Provider};
 use crate::decision::Reason;
+use crate::ratelimit::{KeyPart, RateLimiting, RawRateLimits};
 use crate::routes::{RouteSpec, RouteTable};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
@@ -72,6 +73,7 @@ struct RawConfig {
     api_keys: Option<RawApiKeys>,
     #[serde(default = "default_unmatched_status")]
     unmatched_route_status: u16,
+    rate_limits: Option<RawRateLimits>,
     routes: Vec<RouteSpec>,
 }
 
@@ -259,6 +261,11 @@ pub struct Config {
     pub key_sources: Vec<KeySource>,
     pub routes: RouteTable,
     pub api_keys: ApiKeys,
+    pub rate_limits: RateLimiting,
+    /// Whether any rule needs the client address (Envoy's `source.address`: one host call).
+    pub needs_client_address: bool,
+    /// Whether any route or global limit exists (slots are created at configuration).
+    pub has_rate_limits: bool,
     /// Every header finguard sets upstream (claims, API-key identity): always removed from
     /// client requests.
     pub identity_headers: Vec<String>,
@@ -320,6 +327,7 @@ impl Config {
             key_sources.push(source);
         }
 
+        let rate_limits = RateLimiting::compile(raw.rate_limits, text)?;
         let api_keys = compile_api_keys(raw.api_keys)?;
         identity_headers.extend(api_keys.forward_id.iter().cloned());
         identity_headers.extend(api_keys.forward_client.iter().cloned());
@@ -341,6 +349,14 @@ impl Config {
             return err("api_keys", "routes accept API keys but none is configured");
         }
 
+        let route_limits = || routes.routes().iter().flat_map(|r| &r.rate_limits);
+        let needs_client_address = rate_limits.lockout.is_some()
+            || rate_limits
+                .global
+                .iter()
+                .chain(route_limits())
+                .any(|l| l.uses(KeyPart::Address));
+        let has_rate_limits = !rate_limits.global.is_empty() || route_limits().next().is_some();
         Ok(Config {
             mode: raw.mode,
             realm: raw.realm,
@@ -353,6 +369,9 @@ impl Config {
             key_sources,
             routes,
             api_keys,
+            needs_client_address,
+            has_rate_limits,
+            rate_limits,
             identity_headers: identity_headers.into_iter().collect(),
         })
     }

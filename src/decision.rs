@@ -78,6 +78,13 @@ pub enum Reason {
     ContentTypeUnsupported,
     /// The body is not strict JSON.
     BodyMalformed,
+    /// A rate limit of the route (or a global one) is exhausted.
+    RateLimited,
+    /// Too many failed authentications from this address: locked out for a while.
+    AuthLockedOut,
+    /// Request trailers on a request held for its body: its end cannot be judged, so it is
+    /// refused rather than released unchecked.
+    TrailersUnsupported,
 }
 
 /// What the WWW-Authenticate challenge says, per RFC 6750 section 3.
@@ -96,7 +103,7 @@ pub enum Challenge {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 33] = [
+    pub const ALL: [Reason; 36] = [
         Reason::RouteNotFound,
         Reason::MethodNotAllowed,
         Reason::TokenMissing,
@@ -130,6 +137,9 @@ impl Reason {
         Reason::BodyTooLarge,
         Reason::ContentTypeUnsupported,
         Reason::BodyMalformed,
+        Reason::RateLimited,
+        Reason::AuthLockedOut,
+        Reason::TrailersUnsupported,
     ];
 
     /// The stable slug: last segment of the problem `type`, the audit `reason` and the metric tag.
@@ -168,6 +178,9 @@ impl Reason {
             Reason::BodyTooLarge => "body-too-large",
             Reason::ContentTypeUnsupported => "content-type-unsupported",
             Reason::BodyMalformed => "body-malformed",
+            Reason::RateLimited => "rate-limited",
+            Reason::AuthLockedOut => "auth-locked-out",
+            Reason::TrailersUnsupported => "request-trailers-unsupported",
         }
     }
 
@@ -179,9 +192,10 @@ impl Reason {
             | Reason::RouteForbidden
             | Reason::ClaimRequirementUnmet
             | Reason::ObjectAccessDenied => 403,
-            Reason::PathInvalid | Reason::BodyMalformed => 400,
+            Reason::PathInvalid | Reason::BodyMalformed | Reason::TrailersUnsupported => 400,
             Reason::BodyTooLarge => 413,
             Reason::ContentTypeUnsupported => 415,
+            Reason::RateLimited | Reason::AuthLockedOut => 429,
             Reason::KeysUnavailable | Reason::PolicyUnavailable => 503,
             _ => 401,
         }
@@ -223,6 +237,9 @@ impl Reason {
             Reason::BodyTooLarge => "The request body is too large",
             Reason::ContentTypeUnsupported => "The request content type is not accepted",
             Reason::BodyMalformed => "The request body is not valid JSON",
+            Reason::RateLimited => "Too many requests",
+            Reason::AuthLockedOut => "Too many failed authentications; try again later",
+            Reason::TrailersUnsupported => "Request trailers are not accepted on this route",
         }
     }
 
@@ -238,7 +255,10 @@ impl Reason {
             | Reason::ObjectAccessDenied
             | Reason::BodyTooLarge
             | Reason::ContentTypeUnsupported
-            | Reason::BodyMalformed => Challenge::None,
+            | Reason::BodyMalformed
+            | Reason::RateLimited
+            | Reason::AuthLockedOut
+            | Reason::TrailersUnsupported => Challenge::None,
             Reason::ApiKeyInvalid | Reason::ApiKeyMissing => Challenge::ApiKey,
             Reason::StepUpRequired => Challenge::InsufficientUserAuthentication,
             Reason::TokenMissing => Challenge::Bare,
@@ -258,6 +278,8 @@ pub struct Refusal {
     pub status: u32,
     pub headers: Vec<(&'static str, String)>,
     pub body: String,
+    /// This failed authentication locked the client address out (for the audit record).
+    pub locked_out: bool,
 }
 
 /// Context a refusal may mention: never request data beyond the request id (which Envoy
@@ -274,6 +296,8 @@ pub struct RefusalContext<'a> {
     /// Step-up: acceptable `acr` values and the maximum authentication age (RFC 9470).
     pub acr_values: &'a [String],
     pub max_age: Option<i64>,
+    /// More headers (rate-limit fields).
+    pub extra_headers: &'a [(&'static str, String)],
 }
 
 impl Refusal {
@@ -291,11 +315,13 @@ impl Refusal {
         if let Some(seconds) = ctx.retry_after_seconds {
             headers.push(("retry-after", seconds.to_string()));
         }
+        headers.extend(ctx.extra_headers.iter().cloned());
         Refusal {
             reason,
             status: reason.status(),
             headers,
             body: problem_body(reason, ctx.request_id),
+            locked_out: false,
         }
     }
 }
@@ -399,6 +425,8 @@ pub struct Forward {
     pub set: Vec<(String, String)>,
     /// A refusal that monitor mode turned into a forward, for the audit line.
     pub monitored: Option<Reason>,
+    /// Headers to add to the response (rate-limit fields on allowed requests).
+    pub response_headers: Vec<(&'static str, String)>,
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod config;
 pub mod decision;
 pub mod json;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod request;
 pub mod routes;
 

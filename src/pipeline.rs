@@ -20,16 +20,19 @@ use crate::authz::{AuthPolicy, Principal};
 use crate::config::{Config, Mode};
 use crate::decision::{Caller, Forward, PendingBody, Reason, Refusal, RefusalContext, Verdict};
 use crate::json;
+use crate::ratelimit::{self, store::CounterStore, Identity, Limit, LimitDecision};
 use crate::request::RequestView;
 use crate::routes::{self, RoutePolicy};
 
 /// Seconds a client is told to wait when keys are unavailable.
 const KEYS_RETRY_AFTER_SECONDS: u64 = 5;
 
-/// Mutable per-VM state the headers phase reads and updates.
+/// Mutable per-VM (and shared) state the headers phase reads and updates.
 pub struct VmState<'a> {
     pub keys: &'a mut [ProviderKeys],
     pub cache: &'a mut TokenCache,
+    /// Shared data: rate-limit buckets and lockouts.
+    pub store: &'a mut dyn CounterStore,
 }
 
 /// Turns a refusal into a verdict: sent in enforce mode, logged and forwarded in monitor mode.
@@ -59,8 +62,9 @@ impl Judge<'_> {
         let ctx = RefusalContext {
             realm: &self.config.realm,
             request_id: self.request_id,
-            retry_after_seconds: (reason == Reason::KeysUnavailable)
-                .then_some(KEYS_RETRY_AFTER_SECONDS),
+            retry_after_seconds: ctx
+                .retry_after_seconds
+                .or((reason == Reason::KeysUnavailable).then_some(KEYS_RETRY_AFTER_SECONDS)),
             ..ctx
         };
         Verdict::Refuse(Refusal::new(reason, &ctx))
@@ -81,15 +85,17 @@ impl Judge<'_> {
     }
 }
 
-/// Judges the request headers. `may_wait`: false when re-judging a request that already waited
-/// for keys, so it is answered now.
+/// Judges the request headers at `now_ms` (Unix milliseconds). `may_wait`: false when re-judging
+/// a request that already waited for keys, so it is answered now.
 pub fn on_request_headers(
     config: &Config,
     request: &RequestView,
     state: VmState<'_>,
-    now: i64,
+    now_ms: i64,
     may_wait: bool,
 ) -> Verdict {
+    let now = now_ms.div_euclid(1000);
+    let now_us = now_ms.saturating_mul(1000);
     let judge = Judge {
         config,
         request_id: request.request_id(),
@@ -125,11 +131,41 @@ pub fn on_request_headers(
         }
     };
     let route = matched.route;
+    let limiting = &config.rate_limits;
+    let address = request.client_address(limiting.trusted_forwarded_hops);
     let Some(policy) = &route.auth else {
-        return Verdict::Allow(forward);
+        let who = Identity {
+            address,
+            route: &route.id,
+            ..Identity::default()
+        };
+        return apply_limits(&judge, config, route, &who, state.store, now_us, forward);
     };
 
-    let caller = match authenticate(config, policy, request, state, now, may_wait) {
+    // Locked-out addresses are refused before any credential is looked at.
+    if let (Some(lockout), Some(address)) = (&limiting.lockout, address) {
+        if let Some(seconds) = lockout.locked(state.store, &limiting.lockouts, address, now_us) {
+            let ctx = RefusalContext {
+                retry_after_seconds: Some(seconds),
+                ..Default::default()
+            };
+            return judge.refuse_with(
+                Reason::AuthLockedOut,
+                judge.mode(Some(route), None),
+                forward,
+                ctx,
+            );
+        }
+    }
+    let caller = match authenticate(
+        config,
+        policy,
+        request,
+        state.keys,
+        state.cache,
+        now,
+        may_wait,
+    ) {
         Ok(caller) => caller,
         Err(AuthnError::WaitForKeys(provider)) => {
             return Verdict::WaitForKeys {
@@ -138,7 +174,17 @@ pub fn on_request_headers(
             };
         }
         Err(AuthnError::Refused(reason, provider)) => {
-            return judge.refuse(reason, judge.mode(Some(route), provider), forward)
+            let mut verdict = judge.refuse(reason, judge.mode(Some(route), provider), forward);
+            if let (Some(lockout), Some(address)) = (&limiting.lockout, address) {
+                if is_credential_failure(reason)
+                    && lockout.record_failure(state.store, &limiting.lockouts, address, now_us)
+                {
+                    if let Verdict::Refuse(refusal) = &mut verdict {
+                        refusal.locked_out = true;
+                    }
+                }
+            }
+            return verdict;
         }
     };
     let (principal, provider) = match &caller {
@@ -159,6 +205,14 @@ pub fn on_request_headers(
         return refuse_unauthorized(&judge, policy, reason, mode, forward);
     }
 
+    let who = identity(config, &caller, address, &route.id);
+    let verdict = apply_limits(&judge, config, route, &who, state.store, now_us, forward);
+    let Verdict::Allow(mut forward) = verdict else {
+        return verdict;
+    };
+    if forward.monitored.is_some() {
+        return Verdict::Allow(forward);
+    }
     match &caller {
         Caller::Token(token) => forward.set.extend(token.forward_headers.iter().cloned()),
         Caller::ApiKey(index) => forward.set.extend(config.api_keys.forward_headers(*index)),
@@ -175,12 +229,94 @@ pub fn on_request_headers(
     Verdict::Allow(forward)
 }
 
+/// A presented credential that did not verify: what a guessing attacker produces.
+fn is_credential_failure(reason: Reason) -> bool {
+    use crate::decision::Challenge;
+    matches!(reason.challenge(), Challenge::InvalidToken) || reason == Reason::ApiKeyInvalid
+}
+
+/// Bucket keys for an authenticated caller.
+fn identity<'a>(
+    config: &'a Config,
+    caller: &'a Caller,
+    address: Option<&'a str>,
+    route: &'a str,
+) -> Identity<'a> {
+    match caller {
+        Caller::Token(token) => {
+            let claim = |name: &str| token.claims.get(name).and_then(serde_json::Value::as_str);
+            Identity {
+                client: claim("client_id").or_else(|| claim("azp")),
+                subject: claim("sub"),
+                api_key: None,
+                address,
+                route,
+            }
+        }
+        Caller::ApiKey(index) => {
+            let key = config.api_keys.keys.get(*index);
+            Identity {
+                client: key.map(|k| k.client.as_str()),
+                subject: None,
+                api_key: key.map(|k| k.id.as_str()),
+                address,
+                route,
+            }
+        }
+    }
+}
+
+/// The route's and the global limits; all must pass. Adds RateLimit fields to the response when
+/// configured, and to every 429.
+fn apply_limits(
+    judge: &Judge<'_>,
+    config: &Config,
+    route: &RoutePolicy,
+    who: &Identity<'_>,
+    store: &mut dyn CounterStore,
+    now_us: i64,
+    mut forward: Forward,
+) -> Verdict {
+    let limiting = &config.rate_limits;
+    if route.rate_limits.is_empty() && limiting.global.is_empty() {
+        return Verdict::Allow(forward);
+    }
+    let limits: Vec<&Limit> = route
+        .rate_limits
+        .iter()
+        .chain(limiting.global.iter())
+        .collect();
+    let LimitDecision {
+        allowed,
+        retry_after_seconds,
+        headers,
+    } = ratelimit::check(store, &limiting.buckets, &limits, who, now_us);
+    if allowed {
+        if limiting.headers_on_allowed {
+            forward.response_headers = headers;
+        }
+        return Verdict::Allow(forward);
+    }
+    let ctx = RefusalContext {
+        retry_after_seconds: Some(retry_after_seconds),
+        extra_headers: &headers,
+        ..Default::default()
+    };
+    judge.refuse_with(
+        Reason::RateLimited,
+        judge.mode(Some(route), None),
+        forward,
+        ctx,
+    )
+}
+
 /// Exactly one credential of a kind the route accepts, verified.
 fn authenticate(
     config: &Config,
     policy: &AuthPolicy,
     request: &RequestView,
-    state: VmState<'_>,
+    keys: &mut [ProviderKeys],
+    cache: &mut TokenCache,
     now: i64,
     may_wait: bool,
 ) -> Result<Caller, AuthnError> {
@@ -190,6 +326,14 @@ fn authenticate(
         None
     };
     let api_key = if policy.api_key {
+        // Envoy does not merge repeated custom headers: two keys are two credentials.
+        if request
+            .headers_named(&config.api_keys.header)
+            .nth(1)
+            .is_some()
+        {
+            return Err(Reason::TokenMultiple.into());
+        }
         request.header(&config.api_keys.header)
     } else {
         None
@@ -207,8 +351,8 @@ fn authenticate(
             let verified = authenticator.authenticate(
                 token,
                 policy.providers.as_deref(),
-                state.keys,
-                state.cache,
+                keys,
+                cache,
                 now,
                 may_wait,
             )?;
@@ -309,6 +453,21 @@ pub fn on_body_overflow(config: &Config, pending: &PendingBody) -> Verdict {
     )
 }
 
+/// Trailers ended a request held for its body: Envoy does not hand the body to the filter at
+/// that point in every case, so the request is refused rather than released unjudged.
+pub fn on_request_trailers(config: &Config, pending: &PendingBody) -> Verdict {
+    let judge = Judge {
+        config,
+        request_id: pending.request_id.as_deref(),
+    };
+    let route = config.routes.routes().get(pending.route);
+    judge.refuse(
+        Reason::TrailersUnsupported,
+        judge.mode(route, None),
+        Forward::default(),
+    )
+}
+
 /// `application/json` or any `*/*+json`, parameters (charset) allowed, case-insensitive.
 pub fn is_json_media_type(value: &str) -> bool {
     let essence = value
@@ -399,6 +558,7 @@ mod tests {
     struct Vm {
         keys: Vec<ProviderKeys>,
         cache: TokenCache,
+        store: crate::ratelimit::store::MemoryStore,
     }
 
     impl Vm {
@@ -417,6 +577,7 @@ mod tests {
             Vm {
                 keys,
                 cache: TokenCache::new(16),
+                store: Default::default(),
             }
         }
 
@@ -424,8 +585,9 @@ mod tests {
             let state = VmState {
                 keys: &mut self.keys,
                 cache: &mut self.cache,
+                store: &mut self.store,
             };
-            on_request_headers(config, request, state, NOW, true)
+            on_request_headers(config, request, state, NOW * 1000, true)
         }
     }
 
@@ -536,9 +698,10 @@ mod tests {
         let state = VmState {
             keys: &mut vm.keys,
             cache: &mut vm.cache,
+            store: &mut vm.store,
         };
         assert_eq!(
-            refused(on_request_headers(&c, &r, state, NOW + 71, true)),
+            refused(on_request_headers(&c, &r, state, (NOW + 71) * 1000, true)),
             Reason::TokenExpired
         );
         assert!(vm.cache.is_empty());
@@ -593,9 +756,10 @@ mod tests {
         let state = VmState {
             keys: &mut vm.keys,
             cache: &mut vm.cache,
+            store: &mut vm.store,
         };
         assert_eq!(
-            refused(on_request_headers(&c, &r, state, NOW, false)),
+            refused(on_request_headers(&c, &r, state, NOW * 1000, false)),
             Reason::KeysUnavailable
         );
         v["mode"] = json!("monitor");
@@ -757,5 +921,71 @@ mod tests {
         ] {
             assert!(!is_json_media_type(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn rate_limits_refuse_with_headers_and_lockout_engages() {
+        let c = config(json!({
+            "rate_limits": {"slots": 64, "lockout": {"failures": 2, "window_seconds": 60, "lock_seconds": 30},
+                            "global": [{"name": "per-client", "key": ["client", "address"], "requests": 2, "per_seconds": 60}]}
+        }));
+        let mut vm = Vm::new(&c);
+        c.rate_limits.buckets.create_slots(&mut vm.store);
+        c.rate_limits.lockouts.create_slots(&mut vm.store);
+        let mut claims = claims();
+        claims["client_id"] = json!("acme");
+        let bearer = format!("Bearer {}", token(claims));
+        let from = |addr: &str| {
+            RequestView::new(vec![
+                (":method".into(), "GET".into()),
+                (":path".into(), "/v1/accounts/1".into()),
+                ("authorization".into(), bearer.clone()),
+            ])
+            .with_source_address(addr)
+        };
+        assert!(matches!(
+            vm.judge(&c, &from("10.0.0.1:1")),
+            Verdict::Allow(_)
+        ));
+        assert!(matches!(
+            vm.judge(&c, &from("10.0.0.1:2")),
+            Verdict::Allow(_)
+        ));
+        let Verdict::Refuse(r) = vm.judge(&c, &from("10.0.0.1:3")) else {
+            panic!()
+        };
+        assert_eq!((r.reason, r.status), (Reason::RateLimited, 429));
+        assert_eq!(header(&r, "retry-after"), "30");
+        assert_eq!(header(&r, "ratelimit-policy"), "\"per-client\";q=2;w=60");
+        assert!(header(&r, "ratelimit").starts_with("\"per-client\";r=0;t="));
+        // Another address is another bucket (the key combines client and address).
+        assert!(matches!(
+            vm.judge(&c, &from("10.0.0.2:1")),
+            Verdict::Allow(_)
+        ));
+
+        let bad = |addr: &str| {
+            RequestView::new(vec![
+                (":method".into(), "GET".into()),
+                (":path".into(), "/v1/accounts/1".into()),
+                ("authorization".into(), "Bearer a.b.c".into()),
+            ])
+            .with_source_address(addr)
+        };
+        let Verdict::Refuse(first) = vm.judge(&c, &bad("10.9.9.9:1")) else {
+            panic!()
+        };
+        assert!(!first.locked_out);
+        let Verdict::Refuse(second) = vm.judge(&c, &bad("10.9.9.9:1")) else {
+            panic!()
+        };
+        assert!(second.locked_out);
+        let Verdict::Refuse(locked) = vm.judge(&c, &from("10.9.9.9:1")) else {
+            panic!()
+        };
+        assert_eq!(
+            (locked.reason, header(&locked, "retry-after")),
+            (Reason::AuthLockedOut, "30")
+        );
     }
 }

@@ -4,11 +4,54 @@
 #[derive(Debug, Clone, Default)]
 pub struct RequestView {
     headers: Vec<(String, String)>,
+    /// Envoy's `source.address` without the port, when the configuration needs addresses.
+    source_address: Option<String>,
 }
 
 impl RequestView {
     pub fn new(headers: Vec<(String, String)>) -> RequestView {
-        RequestView { headers }
+        RequestView {
+            headers,
+            source_address: None,
+        }
+    }
+
+    /// Adds the peer address (`ip:port` or `[v6]:port` as Envoy reports it).
+    pub fn with_source_address(mut self, address: &str) -> RequestView {
+        let host = match address.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => address,
+        };
+        self.source_address = Some(
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+        );
+        self
+    }
+
+    /// The client address: with `trusted_hops` > 0, the entry that many places from the right of
+    /// `x-forwarded-for` (set by proxies the operator trusts); otherwise, or if the header is
+    /// shorter, the peer address. A client-chosen value is never used by default.
+    pub fn client_address(&self, trusted_hops: u32) -> Option<&str> {
+        if trusted_hops > 0 {
+            let hops = usize::try_from(trusted_hops).unwrap_or(usize::MAX);
+            let forwarded: Vec<&str> = self
+                .headers_named("x-forwarded-for")
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .collect();
+            if let Some(entry) = forwarded
+                .len()
+                .checked_sub(hops)
+                .and_then(|i| forwarded.get(i))
+            {
+                if !entry.is_empty() {
+                    return Some(entry);
+                }
+            }
+        }
+        self.source_address.as_deref()
     }
 
     /// The first value of a header.
@@ -70,5 +113,17 @@ mod tests {
         assert_eq!(view.query(), Some("x=1&y=2"));
         assert_eq!(view.headers_named("cookie").count(), 2);
         assert!(RequestView::default().query().is_none());
+    }
+
+    #[test]
+    fn client_address_trusts_only_configured_hops() {
+        let view = RequestView::new(vec![("x-forwarded-for".into(), "6.6.6.6, 1.2.3.4".into())])
+            .with_source_address("10.0.0.9:5555");
+        assert_eq!(view.client_address(0), Some("10.0.0.9"));
+        assert_eq!(view.client_address(1), Some("1.2.3.4"));
+        assert_eq!(view.client_address(2), Some("6.6.6.6"));
+        assert_eq!(view.client_address(3), Some("10.0.0.9"));
+        let v6 = RequestView::default().with_source_address("[::1]:80");
+        assert_eq!(v6.client_address(0), Some("::1"));
     }
 }

@@ -17,6 +17,7 @@
 use crate::authz::{AuthPolicy, RawAuth};
 use crate::config::{ConfigError, Mode};
 use crate::decision::Reason;
+use crate::ratelimit::{compile_limits, Limit, RawLimit};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -32,6 +33,8 @@ pub struct RouteSpec {
     #[serde(default)]
     request: RawRequest,
     auth: Option<RawAuth>,
+    #[serde(default)]
+    rate_limit: Vec<RawLimit>,
 }
 
 #[derive(Deserialize)]
@@ -63,6 +66,7 @@ pub struct RoutePolicy {
     pub max_body_bytes: usize,
     /// `None`: public, no credentials required.
     pub auth: Option<AuthPolicy>,
+    pub rate_limits: Vec<Limit>,
 }
 
 #[derive(Debug, Default)]
@@ -200,6 +204,8 @@ impl RouteTable {
                 ));
             }
 
+            let rate_limits =
+                compile_limits(spec.rate_limit, &format!("{path}.rate_limit"), &spec.id)?;
             let index = table.routes.len();
             let router = match &spec.matcher.host {
                 None => &mut table.any_host,
@@ -242,6 +248,7 @@ impl RouteTable {
                 mode: spec.mode,
                 max_body_bytes,
                 auth,
+                rate_limits,
             });
         }
         Ok(table)
@@ -270,13 +277,12 @@ impl RouteTable {
         method: &str,
         path: &'p str,
     ) -> Result<RouteMatch<'t, 'p>, NoRoute> {
-        let host = host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        });
+        let host = match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        // "partner.example." is the same host as "partner.example" (absolute DNS name).
+        let host = host.strip_suffix('.').unwrap_or(host);
         let host_router = self
             .by_host
             .iter()

@@ -7,6 +7,7 @@
 //! every body callback answers `Pause`, which keeps Envoy buffering instead of forwarding.
 
 use super::root::{BodyProgress, Stream, Vm, Waiter};
+use super::shared_store::SharedData;
 use super::{log, now_ms};
 use crate::decision::{Forward, PendingBody, Reason, Refusal, RefusalContext, Verdict};
 use crate::pipeline::{self, VmState};
@@ -24,11 +25,17 @@ pub type Shared = Rc<RefCell<Option<Vm>>>;
 pub struct FilterContext {
     context_id: u32,
     vm: Shared,
+    /// Added to the upstream's response (rate-limit fields on allowed requests).
+    response_headers: Vec<(&'static str, String)>,
 }
 
 impl FilterContext {
     pub fn new(context_id: u32, vm: Shared) -> FilterContext {
-        FilterContext { context_id, vm }
+        FilterContext {
+            context_id,
+            vm,
+            response_headers: Vec::new(),
+        }
     }
 }
 
@@ -40,7 +47,7 @@ impl HttpContext for FilterContext {
             log(LogLevel::Error, "cannot read request headers; refusing");
             return refuse_internal();
         };
-        let request = RequestView::new(headers);
+        let mut request = RequestView::new(headers);
         let now = now_ms();
         // The borrow ends before the verdict is applied (applying calls into Envoy).
         let (verdict, config) = {
@@ -52,11 +59,17 @@ impl HttpContext for FilterContext {
                 return refuse_without_policy(&request);
             };
             let config = Rc::clone(&vm.config);
+            if config.needs_client_address {
+                if let Some(address) = source_address() {
+                    request = request.with_source_address(&address);
+                }
+            }
             let state = VmState {
                 keys: &mut vm.keys,
                 cache: &mut vm.cache,
+                store: &mut SharedData,
             };
-            let verdict = pipeline::on_request_headers(&config, &request, state, now / 1000, true);
+            let verdict = pipeline::on_request_headers(&config, &request, state, now, true);
             if let Verdict::WaitForKeys { route, .. } = verdict {
                 let deadline_ms =
                     now.saturating_add(i64::try_from(config.jwks_wait_ms).unwrap_or(0));
@@ -93,9 +106,58 @@ impl HttpContext for FilterContext {
                 self.set_stream(Stream::ReadingBody(pending));
                 Action::Pause
             }
+            Verdict::Allow(forward) => {
+                self.response_headers = forward.response_headers.clone();
+                if apply_forward(&forward) {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
+            }
             verdict if apply_verdict(&verdict) => Action::Continue,
             _ => Action::Pause,
         }
+    }
+
+    /// Trailers end the request without a final body callback. A held request must not be
+    /// released by them (the SDK's default answer would be Continue): a waiting request records
+    /// it, a request whose body is being judged is refused.
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        let verdict = {
+            let Ok(mut guard) = self.vm.try_borrow_mut() else {
+                return refuse_internal();
+            };
+            let Some(vm) = guard.as_mut() else {
+                return Action::Continue;
+            };
+            let config = Rc::clone(&vm.config);
+            match vm.streams.get_mut(&self.context_id) {
+                None => return Action::Continue,
+                Some(Stream::Waiting(waiter)) => {
+                    if matches!(waiter.body, BodyProgress::Open) {
+                        waiter.body = BodyProgress::EndedWithTrailers;
+                    }
+                    return Action::Pause;
+                }
+                Some(Stream::ReadingBody(pending)) => {
+                    let verdict = pipeline::on_request_trailers(&config, pending);
+                    vm.streams.remove(&self.context_id);
+                    verdict
+                }
+            }
+        };
+        if apply_verdict(&verdict) {
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        for (name, value) in self.response_headers.drain(..) {
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&value));
+        }
+        Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -180,6 +242,14 @@ impl Drop for FilterContext {
     }
 }
 
+/// Envoy's `source.address` (the downstream peer, `ip:port`).
+fn source_address() -> Option<String> {
+    let bytes = hostcalls::get_property(vec!["source", "address"])
+        .ok()
+        .flatten()?;
+    String::from_utf8(bytes).ok()
+}
+
 /// The whole buffered request body (only valid inside a body callback).
 pub fn read_body(size: usize) -> Option<Vec<u8>> {
     match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size) {
@@ -193,6 +263,12 @@ pub fn apply_verdict(verdict: &Verdict) -> bool {
     match verdict {
         Verdict::Allow(forward) => apply_forward(forward),
         Verdict::Refuse(refusal) => {
+            if refusal.locked_out {
+                log(
+                    LogLevel::Warn,
+                    "failed-authentication lockout: client address locked out",
+                );
+            }
             send(refusal);
             false
         }
@@ -283,5 +359,6 @@ pub fn judge_complete_body(
             Some(pipeline::on_request_body(vm_config, pending, bytes, now_s))
         }
         BodyProgress::TooLarge => Some(pipeline::on_body_overflow(vm_config, pending)),
+        BodyProgress::EndedWithTrailers => Some(pipeline::on_request_trailers(vm_config, pending)),
     }
 }

@@ -6,6 +6,7 @@
 mod http;
 mod jwks_sync;
 mod root;
+mod shared_store;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::LogLevel;

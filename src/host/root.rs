@@ -4,6 +4,7 @@
 //! answers waiting requests whose keys arrived or whose wait ran out.
 
 use super::http::{apply_forward, apply_verdict, judge_complete_body, FilterContext, Shared};
+use super::shared_store::SharedData;
 use super::{jwks_sync, log, now_ms};
 use crate::authn::cache::TokenCache;
 use crate::authn::jwks::{KeyOrigin, KeySet};
@@ -60,6 +61,8 @@ pub enum BodyProgress {
     Open,
     Complete(Vec<u8>),
     TooLarge,
+    /// The request ended with trailers: judged as such (see `pipeline::on_request_trailers`).
+    EndedWithTrailers,
 }
 
 impl Vm {
@@ -199,6 +202,13 @@ impl RootContext for Root {
             .key_sources
             .iter()
             .any(|s| matches!(s, KeySource::Remote(_)));
+        // Every slot exists before traffic: later updates are all compare-and-swaps.
+        if config.has_rate_limits {
+            config.rate_limits.buckets.create_slots(&mut SharedData);
+        }
+        if config.rate_limits.lockout.is_some() {
+            config.rate_limits.lockouts.create_slots(&mut SharedData);
+        }
         let now = now_ms();
         let Ok(mut slot) = self.vm.try_borrow_mut() else {
             return false;
@@ -356,14 +366,10 @@ impl Root {
                 let state = VmState {
                     keys: &mut vm.keys,
                     cache: &mut vm.cache,
+                    store: &mut SharedData,
                 };
-                match pipeline::on_request_headers(
-                    &config,
-                    &waiter.request,
-                    state,
-                    now / 1000,
-                    !timed_out,
-                ) {
+                match pipeline::on_request_headers(&config, &waiter.request, state, now, !timed_out)
+                {
                     Verdict::WaitForKeys { .. } => {
                         vm.streams.insert(
                             context_id,

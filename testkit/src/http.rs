@@ -28,6 +28,8 @@ pub struct Request {
     /// Send the body with `transfer-encoding: chunked` in chunks of this size (no
     /// `content-length`), so the receiver cannot know the body size from the headers.
     chunk_size: Option<usize>,
+    /// Wait this long between the head and the body (the body then arrives in a later read).
+    body_delay: Option<Duration>,
     timeout: Duration,
 }
 
@@ -41,6 +43,7 @@ impl Request {
             headers: Vec::new(),
             body: Vec::new(),
             chunk_size: None,
+            body_delay: None,
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -72,6 +75,14 @@ impl Request {
     /// `chunk_size` bytes (at least 1).
     pub fn chunked(mut self, chunk_size: usize) -> Self {
         self.chunk_size = Some(chunk_size.max(1));
+        self
+    }
+
+    /// Sends the head, waits `delay`, then sends the body: the receiver sees the headers well
+    /// before the body. Only for requests the server does not answer from the headers alone
+    /// (an early answer and close would meet the late body with a TCP reset).
+    pub fn body_delay(mut self, delay: Duration) -> Self {
+        self.body_delay = Some(delay);
         self
     }
 
@@ -112,6 +123,7 @@ impl Request {
         // One write for the whole request: when Envoy answers from the headers alone (a local
         // reply) and closes the connection, body bytes still in flight would arrive after the
         // close, draw a TCP reset and could destroy the response before it is read.
+        let head_len = head.len();
         let mut wire = head.into_bytes();
         match self.chunk_size {
             Some(size) => {
@@ -124,7 +136,15 @@ impl Request {
             }
             None => wire.extend_from_slice(&self.body),
         }
-        stream.write_all(&wire)?;
+        match self.body_delay {
+            Some(delay) => {
+                stream.write_all(&wire[..head_len])?;
+                stream.flush()?;
+                std::thread::sleep(delay);
+                stream.write_all(&wire[head_len..])?;
+            }
+            None => stream.write_all(&wire)?,
+        }
         stream.flush()?;
 
         let mut raw = Vec::new();

@@ -8,6 +8,7 @@
 //! - [`jwks`]: a JWKS endpoint that can be rotated, taken down, or started late.
 //! - [`tokens`]: JWTs signed with the committed test keys in `testkit/fixtures`, plus malformed ones.
 //! - [`http`]: a raw HTTP/1.1 client (so tests can send duplicate headers byte for byte).
+//! - [`h2`]: a minimal HTTP/2 (h2c) client, for what HTTP/1.1 cannot carry (request trailers).
 //! - [`problem`]: assertions on finguard's problem+json refusals.
 //! - [`config`]: plugin configurations shared by the tests and the demo.
 //! - [`stack`]: upstream + JWKS + Envoy started together, the usual unit of a test.
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 pub mod config;
 pub mod envoy;
 pub mod fixtures;
+pub mod h2;
 pub mod http;
 pub mod jwks;
 pub mod problem;

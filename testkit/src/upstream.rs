@@ -42,6 +42,8 @@ impl SeenRequest {
 
 #[derive(Default)]
 struct State {
+    /// Request heads received (counted before the body is read).
+    arrived: AtomicUsize,
     count: AtomicUsize,
     seen: Mutex<Vec<SeenRequest>>,
     stop: AtomicBool,
@@ -95,7 +97,13 @@ impl Upstream {
         loopback(self.port)
     }
 
-    /// Requests received so far.
+    /// Request heads received so far, counted as soon as a head arrives, before its body: shows
+    /// whether a request was forwarded while its body was still being held or judged.
+    pub fn arrived(&self) -> usize {
+        self.state.arrived.load(Ordering::SeqCst)
+    }
+
+    /// Requests received so far (head and body read).
     pub fn count(&self) -> usize {
         self.state.count.load(Ordering::SeqCst)
     }
@@ -131,6 +139,7 @@ fn serve(server: &Server, state: &State, demo: bool) {
             Ok(Some(request)) => request,
             Ok(None) | Err(_) => continue,
         };
+        state.arrived.fetch_add(1, Ordering::SeqCst);
         let mut body = String::new();
         let _ = request.as_reader().read_to_string(&mut body);
         let seen = SeenRequest {
