@@ -6,7 +6,8 @@
 //! algorithm confusion (an HS256 token "signed" with an RSA public key) impossible: there is no
 //! code path that turns an RSA key into an HMAC secret.
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+use super::crypto::PublicKey;
+use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 /// Upper bound on keys kept from one JWKS: a token without `kid` is tried against each compatible
@@ -50,7 +51,8 @@ pub struct VerificationKey {
     pub family: KeyFamily,
     /// The JWK's `alg`, when it pins one.
     pub alg: Option<Algorithm>,
-    pub key: DecodingKey,
+    /// Ready for verification: parsed and precomputed once, when the set is loaded.
+    pub key: PublicKey,
     /// Secret length, for HMAC keys (checked against the token's algorithm).
     secret_len: usize,
 }
@@ -236,7 +238,7 @@ fn parse_key(
             if e.is_empty() || e.len() > 8 {
                 return Err("RSA exponent out of range".into());
             }
-            (KeyFamily::Rsa, DecodingKey::from_rsa_raw_components(n, &e))
+            (KeyFamily::Rsa, PublicKey::rsa(n, &e)?)
         }
         ("EC", Some(curve @ ("P-256" | "P-384"))) => {
             let (family, len) = if curve == "P-256" {
@@ -249,18 +251,19 @@ fn parse_key(
             if x.len() != len || y.len() != len {
                 return Err("EC coordinates have the wrong length".into());
             }
-            let mut point = Vec::with_capacity(1 + 2 * len);
-            point.push(0x04);
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
-            (family, DecodingKey::from_ec_der(&point))
+            let key = if family == KeyFamily::EcP256 {
+                PublicKey::p256(&x, &y)?
+            } else {
+                PublicKey::p384(&x, &y)?
+            };
+            (family, key)
         }
         ("OKP", Some("Ed25519")) => {
             let x = decode_b64url("x", jwk.x.as_ref())?;
             if x.len() != 32 {
                 return Err("Ed25519 key has the wrong length".into());
             }
-            (KeyFamily::Ed25519, DecodingKey::from_ed_der(&x))
+            (KeyFamily::Ed25519, PublicKey::ed25519(&x)?)
         }
         ("oct", _) if origin == KeyOrigin::Inline => {
             let k = decode_b64url("k", jwk.k.as_ref())?;
@@ -268,7 +271,7 @@ fn parse_key(
             if k.len() < 32 {
                 return Err("HMAC secret shorter than 256 bits".into());
             }
-            (KeyFamily::Hmac, DecodingKey::from_secret(&k))
+            (KeyFamily::Hmac, PublicKey::hmac(&k))
         }
         // A symmetric key published over HTTP is a misconfiguration: never trust it.
         ("oct", _) => return Err("symmetric key in a remote JWKS".into()),

@@ -4,6 +4,7 @@
 
 pub mod apikey;
 pub mod cache;
+pub mod crypto;
 pub mod extract;
 pub mod jwks;
 pub mod keys;

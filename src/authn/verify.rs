@@ -75,24 +75,23 @@ pub struct Times {
     pub nbf: Option<i64>,
 }
 
-/// Verifies the signature with the provider's candidate keys.
+/// Verifies the signature with the provider's candidate keys (prepared at key-set load, see
+/// [`super::crypto`]). The signature is decoded once, whatever the number of candidates.
 pub fn check_signature(token: &UnverifiedToken<'_>, keys: &KeySet) -> Result<(), Reason> {
+    use base64::Engine;
     let mut candidates = keys.candidates(token.kid.as_deref(), token.alg).peekable();
     if candidates.peek().is_none() {
         return Err(Reason::KeyUnknown);
     }
-    for key in candidates {
-        let verified = jsonwebtoken::crypto::verify(
-            token.signature,
-            token.signing_input.as_bytes(),
-            &key.key,
-            token.alg,
-        );
-        if matches!(verified, Ok(true)) {
-            return Ok(());
-        }
+    let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.signature)
+        .map_err(|_| Reason::SignatureInvalid)?;
+    let message = token.signing_input.as_bytes();
+    if candidates.any(|key| key.key.verify(token.alg, message, &signature)) {
+        Ok(())
+    } else {
+        Err(Reason::SignatureInvalid)
     }
-    Err(Reason::SignatureInvalid)
 }
 
 /// Builds the verified token: scopes and forwarded headers extracted once.
