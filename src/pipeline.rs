@@ -576,7 +576,7 @@ mod tests {
                 .collect();
             Vm {
                 keys,
-                cache: TokenCache::new(16),
+                cache: TokenCache::new(16, [1, 2, 3, 4]),
                 store: Default::default(),
             }
         }

@@ -1621,7 +1621,10 @@ fn http2_trailers_do_not_release_held_requests() {
         .ok()
         .and_then(|v| v["status"].as_u64());
     assert!(
-        matches!(r.status.map(u64::from).or(body_status), Some(401 | 400 | 503)) || r.reset,
+        matches!(
+            r.status.map(u64::from).or(body_status),
+            Some(401 | 400 | 503)
+        ) || r.reset,
         "{r:?} {}",
         r.text()
     );

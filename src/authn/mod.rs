@@ -59,7 +59,7 @@ impl Authenticator<'_> {
         if token.len() > self.max_token_bytes {
             return Err(Reason::TokenTooLarge.into());
         }
-        let digest = cache::digest(token);
+        let digest = cache.digest(token);
         if let Some(hit) = cache.get(&digest) {
             let provider = self
                 .providers
@@ -171,10 +171,10 @@ mod tests {
             fetched_at: Some(1000),
             refetch_wanted: false,
         }];
-        let mut cache = TokenCache::new(4);
+        let mut cache = TokenCache::new(4, [1, 2, 3, 4]);
         let token = "header.payload.signature";
         cache.insert(
-            cache::digest(token),
+            cache.digest(token),
             Rc::new(VerifiedToken {
                 provider: 0,
                 exp: 5000,

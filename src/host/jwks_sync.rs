@@ -116,3 +116,23 @@ pub fn vm_nonce(fallback: i64) -> u64 {
         Err(_) => fallback as u64,
     }
 }
+
+/// Four secret random words (the token cache's hash keys).
+pub fn random_keys(fallback: i64) -> [u64; 4] {
+    let mut bytes = [0u8; 32];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // No randomness from the host: still distinct per VM and start, never constant.
+        return [
+            fallback as u64,
+            (fallback as u64).rotate_left(17),
+            vm_nonce(fallback),
+            !(fallback as u64),
+        ];
+    }
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&bytes[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(w)
+    };
+    [word(0), word(1), word(2), word(3)]
+}

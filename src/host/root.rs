@@ -79,7 +79,7 @@ impl Vm {
             })
             .collect();
         Vm {
-            cache: TokenCache::new(config.token_cache_entries),
+            cache: TokenCache::new(config.token_cache_entries, jwks_sync::random_keys(now_ms)),
             key_versions: vec![None; config.providers.len()],
             config: Rc::new(config),
             keys,

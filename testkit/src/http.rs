@@ -31,6 +31,8 @@ pub struct Request {
     /// Wait this long between the head and the body (the body then arrives in a later read).
     body_delay: Option<Duration>,
     timeout: Duration,
+    /// Stop reading once the response is complete instead of waiting for the server to close.
+    stop_at_end: bool,
 }
 
 impl Request {
@@ -45,6 +47,7 @@ impl Request {
             chunk_size: None,
             body_delay: None,
             timeout: DEFAULT_TIMEOUT,
+            stop_at_end: false,
         }
     }
 
@@ -83,6 +86,15 @@ impl Request {
     /// (an early answer and close would meet the late body with a TCP reset).
     pub fn body_delay(mut self, delay: Duration) -> Self {
         self.body_delay = Some(delay);
+        self
+    }
+
+    /// Returns as soon as the response is complete (its `content-length` bytes or last chunk
+    /// read) instead of reading until the server closes. Envoy closes the connection after a
+    /// local reply (a filter's refusal) only when its `delayed_close_timeout` (1 s) runs out, so
+    /// reading to EOF makes every refusal take a second; timing-sensitive tests use this.
+    pub fn stop_at_end(mut self) -> Self {
+        self.stop_at_end = true;
         self
     }
 
@@ -148,6 +160,21 @@ impl Request {
         stream.flush()?;
 
         let mut raw = Vec::new();
+        if self.stop_at_end {
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                if let Some(response) = Response::parse_complete(&raw) {
+                    return Ok(response);
+                }
+                let n = stream.read(&mut buf).with_context(|| {
+                    format!("reading response to {} {}", self.method, self.target)
+                })?;
+                if n == 0 {
+                    return Response::parse(&raw);
+                }
+                raw.extend_from_slice(&buf[..n]);
+            }
+        }
         stream
             .read_to_end(&mut raw)
             .with_context(|| format!("reading response to {} {}", self.method, self.target))?;
@@ -172,6 +199,34 @@ pub struct Response {
 }
 
 impl Response {
+    /// The response, if `raw` holds all of it: the head and a body whose end is known
+    /// (`content-length` or the last chunk; a response without either ends at EOF only).
+    fn parse_complete(raw: &[u8]) -> Option<Response> {
+        let head_end = find(raw, b"\r\n\r\n")?;
+        let head = std::str::from_utf8(&raw[..head_end])
+            .ok()?
+            .to_ascii_lowercase();
+        let rest = &raw[head_end + 4..];
+        let value = |name: &str| {
+            head.split("\r\n")
+                .filter_map(|line| line.split_once(':'))
+                .find(|(n, _)| n.trim() == name)
+                .map(|(_, v)| v.trim().to_owned())
+        };
+        let complete = if value("transfer-encoding").is_some_and(|te| te.contains("chunked")) {
+            rest.ends_with(b"0\r\n\r\n") && dechunk(rest).is_ok()
+        } else if let Some(length) = value("content-length") {
+            rest.len() >= length.parse::<usize>().ok()?
+        } else {
+            false
+        };
+        if complete {
+            Response::parse(raw).ok()
+        } else {
+            None
+        }
+    }
+
     fn parse(raw: &[u8]) -> Result<Response> {
         let Some(head_end) = find(raw, b"\r\n\r\n") else {
             bail!(
