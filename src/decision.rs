@@ -82,6 +82,8 @@ pub enum Reason {
     RateLimited,
     /// Too many failed authentications from this address: locked out for a while.
     AuthLockedOut,
+    /// Too many requests of this client in flight at once.
+    ConcurrencyLimited,
     /// Request trailers on a request held for its body: its end cannot be judged, so it is
     /// refused rather than released unchecked.
     TrailersUnsupported,
@@ -103,7 +105,7 @@ pub enum Challenge {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 36] = [
+    pub const ALL: [Reason; 37] = [
         Reason::RouteNotFound,
         Reason::MethodNotAllowed,
         Reason::TokenMissing,
@@ -140,6 +142,7 @@ impl Reason {
         Reason::RateLimited,
         Reason::AuthLockedOut,
         Reason::TrailersUnsupported,
+        Reason::ConcurrencyLimited,
     ];
 
     /// The stable slug: last segment of the problem `type`, the audit `reason` and the metric tag.
@@ -181,6 +184,7 @@ impl Reason {
             Reason::RateLimited => "rate-limited",
             Reason::AuthLockedOut => "auth-locked-out",
             Reason::TrailersUnsupported => "request-trailers-unsupported",
+            Reason::ConcurrencyLimited => "concurrency-limited",
         }
     }
 
@@ -195,7 +199,7 @@ impl Reason {
             Reason::PathInvalid | Reason::BodyMalformed | Reason::TrailersUnsupported => 400,
             Reason::BodyTooLarge => 413,
             Reason::ContentTypeUnsupported => 415,
-            Reason::RateLimited | Reason::AuthLockedOut => 429,
+            Reason::RateLimited | Reason::AuthLockedOut | Reason::ConcurrencyLimited => 429,
             Reason::KeysUnavailable | Reason::PolicyUnavailable => 503,
             _ => 401,
         }
@@ -240,6 +244,7 @@ impl Reason {
             Reason::RateLimited => "Too many requests",
             Reason::AuthLockedOut => "Too many failed authentications; try again later",
             Reason::TrailersUnsupported => "Request trailers are not accepted on this route",
+            Reason::ConcurrencyLimited => "Too many requests in flight",
         }
     }
 
@@ -258,7 +263,8 @@ impl Reason {
             | Reason::BodyMalformed
             | Reason::RateLimited
             | Reason::AuthLockedOut
-            | Reason::TrailersUnsupported => Challenge::None,
+            | Reason::TrailersUnsupported
+            | Reason::ConcurrencyLimited => Challenge::None,
             Reason::ApiKeyInvalid | Reason::ApiKeyMissing => Challenge::ApiKey,
             Reason::StepUpRequired => Challenge::InsufficientUserAuthentication,
             Reason::TokenMissing => Challenge::Bare,
@@ -427,6 +433,8 @@ pub struct Forward {
     pub monitored: Option<Reason>,
     /// Headers to add to the response (rate-limit fields on allowed requests).
     pub response_headers: Vec<(&'static str, String)>,
+    /// In-flight units taken; the host gives them back when the stream ends.
+    pub permits: Vec<crate::ratelimit::concurrency::Permit>,
 }
 
 #[cfg(test)]

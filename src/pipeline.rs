@@ -20,6 +20,7 @@ use crate::authz::{AuthPolicy, Principal};
 use crate::config::{Config, Mode};
 use crate::decision::{Caller, Forward, PendingBody, Reason, Refusal, RefusalContext, Verdict};
 use crate::json;
+use crate::ratelimit::concurrency::{self, ConcurrencyLimit};
 use crate::ratelimit::{self, store::CounterStore, Identity, Limit, LimitDecision};
 use crate::request::RequestView;
 use crate::routes::{self, RoutePolicy};
@@ -212,6 +213,28 @@ pub fn on_request_headers(
     };
     if forward.monitored.is_some() {
         return Verdict::Allow(forward);
+    }
+    let in_flight: Vec<&ConcurrencyLimit> = route
+        .concurrency
+        .iter()
+        .chain(limiting.concurrency.iter())
+        .collect();
+    if !in_flight.is_empty() {
+        match concurrency::acquire(state.store, &limiting.buckets, &in_flight, &who, now_us) {
+            Some(permits) => forward.permits = permits,
+            None => {
+                let ctx = RefusalContext {
+                    retry_after_seconds: Some(1),
+                    ..Default::default()
+                };
+                return judge.refuse_with(
+                    Reason::ConcurrencyLimited,
+                    judge.mode(Some(route), None),
+                    forward,
+                    ctx,
+                );
+            }
+        }
     }
     match &caller {
         Caller::Token(token) => forward.set.extend(token.forward_headers.iter().cloned()),

@@ -17,6 +17,7 @@
 use crate::authz::{AuthPolicy, RawAuth};
 use crate::config::{ConfigError, Mode};
 use crate::decision::Reason;
+use crate::ratelimit::concurrency::{self, ConcurrencyLimit, RawConcurrency};
 use crate::ratelimit::{compile_limits, Limit, RawLimit};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -35,6 +36,8 @@ pub struct RouteSpec {
     auth: Option<RawAuth>,
     #[serde(default)]
     rate_limit: Vec<RawLimit>,
+    #[serde(default)]
+    concurrency: Vec<RawConcurrency>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +70,7 @@ pub struct RoutePolicy {
     /// `None`: public, no credentials required.
     pub auth: Option<AuthPolicy>,
     pub rate_limits: Vec<Limit>,
+    pub concurrency: Vec<ConcurrencyLimit>,
 }
 
 #[derive(Debug, Default)]
@@ -206,6 +210,8 @@ impl RouteTable {
 
             let rate_limits =
                 compile_limits(spec.rate_limit, &format!("{path}.rate_limit"), &spec.id)?;
+            let in_flight =
+                concurrency::compile(spec.concurrency, &format!("{path}.concurrency"), &spec.id)?;
             let index = table.routes.len();
             let router = match &spec.matcher.host {
                 None => &mut table.any_host,
@@ -249,6 +255,7 @@ impl RouteTable {
                 max_body_bytes,
                 auth,
                 rate_limits,
+                concurrency: in_flight,
             });
         }
         Ok(table)

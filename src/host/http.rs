@@ -11,6 +11,7 @@ use super::shared_store::SharedData;
 use super::{log, now_ms};
 use crate::decision::{Forward, PendingBody, Reason, Refusal, RefusalContext, Verdict};
 use crate::pipeline::{self, VmState};
+use crate::ratelimit::concurrency;
 use crate::request::RequestView;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -91,6 +92,7 @@ impl HttpContext for FilterContext {
         };
         match verdict {
             Verdict::ReadBody { forward, pending } => {
+                hold_permits(&self.vm, self.context_id, &forward);
                 if !apply_forward(&forward) {
                     return Action::Pause;
                 }
@@ -107,6 +109,7 @@ impl HttpContext for FilterContext {
                 Action::Pause
             }
             Verdict::Allow(forward) => {
+                hold_permits(&self.vm, self.context_id, &forward);
                 self.response_headers = forward.response_headers.clone();
                 if apply_forward(&forward) {
                     Action::Continue
@@ -232,12 +235,33 @@ impl FilterContext {
 }
 
 impl Drop for FilterContext {
+    /// The stream is over, however it ended (completed, reset by the client, answered locally):
+    /// forget it if it was held, and give back its in-flight units.
     fn drop(&mut self) {
-        // A request that was held and abandoned by its client.
         if let Ok(mut guard) = self.vm.try_borrow_mut() {
             if let Some(vm) = guard.as_mut() {
                 vm.streams.remove(&self.context_id);
+                if let Some(permits) = vm.permits.remove(&self.context_id) {
+                    concurrency::release(
+                        &mut SharedData,
+                        &vm.config.rate_limits.buckets,
+                        &permits,
+                        now_ms().saturating_mul(1000),
+                    );
+                }
             }
+        }
+    }
+}
+
+/// Remembers the in-flight units a forwarded request holds, for its stream's end.
+pub fn hold_permits(vm: &Shared, context_id: u32, forward: &Forward) {
+    if forward.permits.is_empty() {
+        return;
+    }
+    if let Ok(mut guard) = vm.try_borrow_mut() {
+        if let Some(vm) = guard.as_mut() {
+            vm.permits.insert(context_id, forward.permits.clone());
         }
     }
 }

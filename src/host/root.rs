@@ -3,7 +3,9 @@
 //! every tick it installs keys other VMs published, fetches when due and it holds the lease, and
 //! answers waiting requests whose keys arrived or whose wait ran out.
 
-use super::http::{apply_forward, apply_verdict, judge_complete_body, FilterContext, Shared};
+use super::http::{
+    apply_forward, apply_verdict, hold_permits, judge_complete_body, FilterContext, Shared,
+};
 use super::shared_store::SharedData;
 use super::{jwks_sync, log, now_ms};
 use crate::authn::cache::TokenCache;
@@ -12,6 +14,7 @@ use crate::authn::keys::{KeySource, ProviderKeys};
 use crate::config::Config;
 use crate::decision::{Forward, PendingBody, Verdict};
 use crate::pipeline::{self, VmState};
+use crate::ratelimit::concurrency::Permit;
 use crate::request::RequestView;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -33,6 +36,8 @@ pub struct Vm {
     pub key_generation: u64,
     /// Requests held by this VM, by HTTP context id.
     pub streams: HashMap<u32, Stream>,
+    /// In-flight units taken per HTTP context, given back when its stream ends.
+    pub permits: HashMap<u32, Vec<Permit>>,
     /// In-flight JWKS fetches: call token -> provider index.
     fetches: HashMap<u32, usize>,
     nonce: u64,
@@ -85,6 +90,7 @@ impl Vm {
             keys,
             key_generation: 0,
             streams: HashMap::new(),
+            permits: HashMap::new(),
             fetches: HashMap::new(),
             nonce: jwks_sync::vm_nonce(now_ms),
         }
@@ -403,9 +409,13 @@ impl Root {
                 continue;
             }
             if let Some(forward) = &headers_forward {
+                hold_permits(&self.vm, context_id, forward);
                 if !apply_forward(forward) {
                     continue;
                 }
+            }
+            if let Verdict::Allow(forward) = &verdict {
+                hold_permits(&self.vm, context_id, forward);
             }
             let still_reading = matches!(self.vm.try_borrow().ok().as_deref(), Some(Some(vm)) if vm.streams.contains_key(&context_id));
             if apply_verdict(&verdict) && !still_reading {

@@ -5,6 +5,7 @@
 //! cardinality. Limits are per Envoy process; across a fleet, Envoy's global rate limit service is
 //! the engine.
 
+pub mod concurrency;
 pub mod gcra;
 pub mod slots;
 pub mod store;
@@ -29,6 +30,8 @@ pub struct RawRateLimits {
     headers_on_allowed: bool,
     #[serde(default)]
     global: Vec<RawLimit>,
+    #[serde(default)]
+    concurrency: Vec<concurrency::RawConcurrency>,
     lockout: Option<RawLockout>,
 }
 
@@ -99,6 +102,8 @@ pub struct RateLimiting {
     pub buckets: SlotTable,
     pub lockouts: SlotTable,
     pub global: Vec<Limit>,
+    /// Global limits on requests in flight.
+    pub concurrency: Vec<concurrency::ConcurrencyLimit>,
     pub lockout: Option<Lockout>,
     pub headers_on_allowed: bool,
     pub trusted_forwarded_hops: u32,
@@ -110,6 +115,7 @@ impl Default for RateLimiting {
             buckets: SlotTable::new("finguard:rl:", slots::PROBES, (0, 0)),
             lockouts: SlotTable::new("finguard:lo:", slots::PROBES, (0, 0)),
             global: Vec::new(),
+            concurrency: Vec::new(),
             lockout: None,
             headers_on_allowed: false,
             trusted_forwarded_hops: 0,
@@ -204,6 +210,11 @@ impl RateLimiting {
                 seed,
             ),
             global: compile_limits(raw.global, "rate_limits.global", "global")?,
+            concurrency: concurrency::compile(
+                raw.concurrency,
+                "rate_limits.concurrency",
+                "global",
+            )?,
             lockout,
             headers_on_allowed: raw.headers_on_allowed,
             trusted_forwarded_hops: raw.trusted_forwarded_hops,
@@ -235,7 +246,7 @@ pub struct Identity<'a> {
 }
 
 impl Identity<'_> {
-    fn key(&self, parts: &[KeyPart]) -> String {
+    pub(crate) fn key(&self, parts: &[KeyPart]) -> String {
         let mut key = String::new();
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
