@@ -89,6 +89,33 @@ impl Upstream {
         })
     }
 
+    /// Echo upstream (no demo payloads) with a thread per connection instead of tiny_http.
+    ///
+    /// tiny_http 0.12 serves each connection as a task in a pool that can leave a task queued
+    /// while every thread sits on an idle keep-alive connection (connections accepted in a
+    /// burst see one waiting thread, and all but one `notify_one` are lost); Envoy keeps its
+    /// upstream connections open, so a request sent on such a connection is never read and ends
+    /// in a 504 after the route timeout. Tests that send many requests in parallel use this one.
+    /// Same echo, counters and [`Upstream::seen`] as [`Upstream::start`]; HTTP/1.1 with
+    /// `content-length` or chunked bodies, keep-alive.
+    pub fn start_threaded() -> Result<Upstream> {
+        let listener = std::net::TcpListener::bind(loopback(0))?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let state = Arc::new(State::default());
+        let thread = {
+            let state = Arc::clone(&state);
+            std::thread::Builder::new()
+                .name(format!("upstream-{port}"))
+                .spawn(move || threaded::accept(&listener, &state))?
+        };
+        Ok(Upstream {
+            port,
+            state,
+            thread: Some(thread),
+        })
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -235,4 +262,163 @@ fn demo_account(id: &str) -> Value {
 
 fn json_content_type() -> Header {
     Header::from_bytes("content-type", "application/json").expect("constant header is valid")
+}
+
+/// The thread-per-connection server behind [`Upstream::start_threaded`].
+mod threaded {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{echo, SeenRequest, State};
+
+    pub(super) fn accept(listener: &TcpListener, state: &Arc<State>) {
+        while !state.stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let state = Arc::clone(state);
+                    let _ = std::thread::Builder::new()
+                        .name("upstream-conn".into())
+                        .spawn(move || serve_connection(stream, &state));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
+    fn serve_connection(stream: TcpStream, state: &State) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_nodelay(true);
+        // Idle connections are checked for the stop flag every 100 ms.
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+        let Ok(mut writer) = stream.try_clone() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream);
+        while let Some(seen) = read_request(&mut reader, state) {
+            state.count.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut log) = state.seen.lock() {
+                log.push(seen.clone());
+            }
+            let body = echo(&seen).to_string();
+            let close = seen
+                .headers
+                .iter()
+                .any(|(n, v)| n == "connection" && v.eq_ignore_ascii_case("close"));
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{}\r\n",
+                body.len(),
+                if close { "connection: close\r\n" } else { "" }
+            );
+            if writer.write_all(head.as_bytes()).is_err()
+                || writer.write_all(body.as_bytes()).is_err()
+                || close
+            {
+                return;
+            }
+        }
+    }
+
+    /// Reads one line, retrying read timeouts until the upstream stops. None at EOF or stop.
+    fn read_line(reader: &mut BufReader<TcpStream>, state: &State) -> Option<String> {
+        let mut line = Vec::new();
+        loop {
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => return None,
+                Ok(_) if line.ends_with(b"\n") => {
+                    return Some(String::from_utf8_lossy(&line).trim_end().to_owned());
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if state.stop.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn read_exact(reader: &mut BufReader<TcpStream>, state: &State, n: usize) -> Option<Vec<u8>> {
+        let mut out = vec![0u8; n];
+        let mut filled = 0;
+        while filled < n {
+            match reader.read(&mut out[filled..]) {
+                Ok(0) => return None,
+                Ok(k) => filled += k,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if state.stop.load(Ordering::SeqCst) {
+                        return None;
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+        Some(out)
+    }
+
+    fn read_request(reader: &mut BufReader<TcpStream>, state: &State) -> Option<SeenRequest> {
+        let request_line = loop {
+            let line = read_line(reader, state)?;
+            if !line.is_empty() {
+                break line;
+            }
+        };
+        state.arrived.fetch_add(1, Ordering::SeqCst);
+        let mut parts = request_line.split(' ');
+        let method = parts.next().unwrap_or_default().to_owned();
+        let path = parts.next().unwrap_or_default().to_owned();
+        let mut headers = Vec::new();
+        loop {
+            let line = read_line(reader, state)?;
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+            }
+        }
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        };
+        let mut body = Vec::new();
+        if header("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked"))
+        {
+            loop {
+                let size_line = read_line(reader, state)?;
+                let size_hex = size_line.split(';').next().unwrap_or_default().trim();
+                let size = usize::from_str_radix(size_hex, 16).ok()?;
+                if size == 0 {
+                    // Trailers, up to the empty line.
+                    while !read_line(reader, state)?.is_empty() {}
+                    break;
+                }
+                body.extend(read_exact(reader, state, size)?);
+                read_line(reader, state)?;
+            }
+        } else if let Some(length) = header("content-length").and_then(|l| l.parse().ok()) {
+            body = read_exact(reader, state, length)?;
+        }
+        Some(SeenRequest {
+            method,
+            path,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
 }
