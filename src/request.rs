@@ -30,9 +30,11 @@ impl RequestView {
         self
     }
 
-    /// The client address: with `trusted_hops` > 0, the entry that many places from the right of
-    /// `x-forwarded-for` (set by proxies the operator trusts); otherwise, or if the header is
-    /// shorter, the peer address. A client-chosen value is never used by default.
+    /// The client address. With `trusted_hops` = N > 0 proxies the operator trusts in front of
+    /// Envoy: the (N+1)-th `x-forwarded-for` entry from the right (Envoy, with
+    /// `use_remote_address`, appends the peer — the nearest trusted proxy — as the last entry;
+    /// each trusted proxy appended the address it saw). Otherwise, or if the header is shorter,
+    /// the peer address. A client-chosen value is never used by default.
     pub fn client_address(&self, trusted_hops: u32) -> Option<&str> {
         if trusted_hops > 0 {
             let hops = usize::try_from(trusted_hops).unwrap_or(usize::MAX);
@@ -43,7 +45,7 @@ impl RequestView {
                 .collect();
             if let Some(entry) = forwarded
                 .len()
-                .checked_sub(hops)
+                .checked_sub(hops.saturating_add(1))
                 .and_then(|i| forwarded.get(i))
             {
                 if !entry.is_empty() {
@@ -117,8 +119,12 @@ mod tests {
 
     #[test]
     fn client_address_trusts_only_configured_hops() {
-        let view = RequestView::new(vec![("x-forwarded-for".into(), "6.6.6.6, 1.2.3.4".into())])
-            .with_source_address("10.0.0.9:5555");
+        // The client claims 6.6.6.6; the trusted proxy saw 1.2.3.4; Envoy appended the proxy.
+        let view = RequestView::new(vec![(
+            "x-forwarded-for".into(),
+            "6.6.6.6, 1.2.3.4, 10.0.0.9".into(),
+        )])
+        .with_source_address("10.0.0.9:5555");
         assert_eq!(view.client_address(0), Some("10.0.0.9"));
         assert_eq!(view.client_address(1), Some("1.2.3.4"));
         assert_eq!(view.client_address(2), Some("6.6.6.6"));

@@ -109,20 +109,6 @@ pub struct RateLimiting {
     pub trusted_forwarded_hops: u32,
 }
 
-impl Default for RateLimiting {
-    fn default() -> Self {
-        RateLimiting {
-            buckets: SlotTable::new("finguard:rl:", slots::PROBES, (0, 0)),
-            lockouts: SlotTable::new("finguard:lo:", slots::PROBES, (0, 0)),
-            global: Vec::new(),
-            concurrency: Vec::new(),
-            lockout: None,
-            headers_on_allowed: false,
-            trusted_forwarded_hops: 0,
-        }
-    }
-}
-
 /// Compiles a list of limits (global or a route's); `scope` prefixes their namespaces.
 pub fn compile_limits(
     raw: Vec<RawLimit>,
@@ -174,9 +160,16 @@ impl RateLimiting {
         raw: Option<RawRateLimits>,
         config_text: &[u8],
     ) -> Result<RateLimiting, ConfigError> {
-        let Some(raw) = raw else {
-            return Ok(RateLimiting::default());
-        };
+        // Route limits work without a `rate_limits` section: then every setting is its default.
+        let raw = raw.unwrap_or(RawRateLimits {
+            slots: default_slots(),
+            hash_key: None,
+            trusted_forwarded_hops: 0,
+            headers_on_allowed: false,
+            global: Vec::new(),
+            concurrency: Vec::new(),
+            lockout: None,
+        });
         if !(slots::PROBES..=1 << 20).contains(&raw.slots) {
             return Err(ConfigError {
                 path: "rate_limits.slots".into(),
@@ -519,6 +512,12 @@ mod tests {
             assert!(!lockout.record_failure(&mut store, &rl.lockouts, "9.9.9.9", at));
             at += 31_000_000;
         }
+    }
+
+    #[test]
+    fn route_limits_without_a_section_get_the_default_table() {
+        let rl = RateLimiting::compile(None, b"config").unwrap();
+        assert_eq!(rl.buckets.slots(), default_slots());
     }
 
     #[test]

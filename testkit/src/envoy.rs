@@ -219,8 +219,11 @@ impl EnvoyBuilder {
     }
 
     fn try_start(&self, bin: &Path, wasm: &Path, template: &str) -> Result<Envoy, StartError> {
-        let listen_port = self.listen_port.map_or_else(free_port, Ok)?;
-        let admin_port = self.admin_port.map_or_else(free_port, Ok)?;
+        // Ports 0 let Envoy bind ports nobody holds, read back once it is up. (Choosing a free
+        // port beforehand races with parallel tests, and Envoy listens with SO_REUSEPORT: two
+        // Envoys on one port would silently share its connections.)
+        let listen_port = self.listen_port.unwrap_or(0);
+        let admin_port = self.admin_port.unwrap_or(0);
         let upstream = match self.upstream {
             Some(addr) => addr,
             None => loopback(free_port()?),
@@ -259,6 +262,8 @@ impl EnvoyBuilder {
         };
         let config_path = dir.join("envoy.yaml");
         let log_path = dir.join("envoy.log");
+        let admin_address_path = dir.join("admin.address");
+        let _ = fs::remove_file(&admin_address_path);
         fs::write(&config_path, rendered)?;
         let log = fs::File::create(&log_path)?;
         let log_err = log.try_clone()?;
@@ -269,6 +274,8 @@ impl EnvoyBuilder {
             .arg(&config_path)
             .args(["--concurrency", &self.concurrency.to_string()])
             .arg("--disable-hot-restart")
+            .arg("--admin-address-path")
+            .arg(&admin_address_path)
             .args(["--log-level", "info"])
             .args(["--component-log-level", "wasm:debug"])
             .stdin(Stdio::null())
@@ -296,7 +303,7 @@ impl EnvoyBuilder {
             log_path,
             temp,
         };
-        envoy.wait_ready(self.ready_timeout)?;
+        envoy.wait_ready(self.ready_timeout, &admin_address_path)?;
         Ok(envoy)
     }
 }
@@ -396,9 +403,25 @@ impl Envoy {
         }
     }
 
-    fn wait_ready(&mut self, timeout: Duration) -> Result<(), StartError> {
+    fn wait_ready(
+        &mut self,
+        timeout: Duration,
+        admin_address_path: &Path,
+    ) -> Result<(), StartError> {
         let deadline = Instant::now() + timeout;
         loop {
+            if self.admin.port() == 0 {
+                // Written by Envoy once its admin listener is bound.
+                if let Some(addr) = fs::read_to_string(admin_address_path)
+                    .ok()
+                    .and_then(|a| a.trim().parse().ok())
+                {
+                    self.admin = addr;
+                }
+            }
+            if self.admin.port() != 0 && self.listen.port() == 0 {
+                self.listen = self.listener_address().unwrap_or(self.listen);
+            }
             if let Some(status) = self.child.try_wait()? {
                 let logs = self.logs();
                 if logs.contains("Address already in use") || logs.contains("cannot bind") {
@@ -409,10 +432,12 @@ impl Envoy {
                     tail(&logs, 60)
                 )));
             }
-            let ready = Request::new(self.admin, "GET", "/ready")
-                .timeout(Duration::from_secs(1))
-                .try_send()
-                .is_ok_and(|response| response.status == 200);
+            let ready = self.admin.port() != 0
+                && self.listen.port() != 0
+                && Request::new(self.admin, "GET", "/ready")
+                    .timeout(Duration::from_secs(1))
+                    .try_send()
+                    .is_ok_and(|response| response.status == 200);
             if ready && TcpStream::connect_timeout(&self.listen, Duration::from_millis(500)).is_ok()
             {
                 return Ok(());
@@ -425,6 +450,24 @@ impl Envoy {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl Envoy {
+    /// The address Envoy's `api` listener is bound to, from the admin interface.
+    fn listener_address(&self) -> Option<SocketAddr> {
+        let response = Request::new(self.admin, "GET", "/listeners?format=json")
+            .timeout(Duration::from_secs(1))
+            .try_send()
+            .ok()?;
+        let json: Value = serde_json::from_slice(&response.body).ok()?;
+        let socket = json["listener_statuses"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == "api")?["local_address"]["socket_address"]
+            .clone();
+        let port = u16::try_from(socket["port_value"].as_u64()?).ok()?;
+        (port != 0).then(|| SocketAddr::new(self.listen.ip(), port))
     }
 }
 
