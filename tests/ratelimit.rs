@@ -980,3 +980,65 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// At most `max` requests of one client in flight: two uploads held open by their slow bodies
+/// occupy the client's units, a third request is refused, another client is not affected, and
+/// the units come back when the streams end.
+#[test]
+fn concurrent_requests_in_flight_are_capped_per_client() {
+    let cfg = rl_config(
+        json!({"concurrency": [{"name": "in-flight", "key": ["client"], "max": 2}]}),
+        json!([
+            health_route(),
+            {"id": "upload", "match": {"methods": ["POST"], "path": "/v1/uploads"},
+             "auth": {"providers": ["hs"]}}
+        ]),
+    );
+    let stack = start(&cfg);
+    let alpha = token_for("alpha");
+    let slow_upload = || {
+        stack
+            .envoy
+            .post("/v1/uploads")
+            .bearer(&alpha)
+            .header("content-type", "application/json")
+            .body(r#"{"file": "statement.pdf"}"#)
+            .body_delay(Duration::from_millis(1500))
+            .stop_at_end()
+    };
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| slow_upload().send());
+        let second = scope.spawn(|| slow_upload().send());
+        // Both are admitted (headers judged, body still coming) before the third one asks.
+        std::thread::sleep(Duration::from_millis(600));
+        let third = stack
+            .envoy
+            .post("/v1/uploads")
+            .bearer(&alpha)
+            .body("{}")
+            .stop_at_end()
+            .send();
+        assert_eq!(third.status, 429, "{third:?}");
+        assert_problem(&third, 429, "concurrency-limited");
+        assert_eq!(third.header("retry-after"), Some("1"));
+        let beta = stack
+            .envoy
+            .post("/v1/uploads")
+            .bearer(&token_for("beta"))
+            .body("{}")
+            .stop_at_end()
+            .send();
+        assert_eq!(beta.status, 200, "another client is not affected: {beta:?}");
+        assert_eq!(first.join().expect("first upload").status, 200);
+        assert_eq!(second.join().expect("second upload").status, 200);
+    });
+    // The streams ended: alpha's units are back.
+    let again = stack
+        .envoy
+        .post("/v1/uploads")
+        .bearer(&alpha)
+        .body("{}")
+        .stop_at_end()
+        .send();
+    assert_eq!(again.status, 200, "{again:?}");
+}
