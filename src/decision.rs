@@ -286,6 +286,8 @@ pub struct Refusal {
     pub body: String,
     /// This failed authentication locked the client address out (for the audit record).
     pub locked_out: bool,
+    /// The matched route's id, when a route matched (for the audit record).
+    pub route_id: Option<String>,
 }
 
 /// Context a refusal may mention: never request data beyond the request id (which Envoy
@@ -328,6 +330,7 @@ impl Refusal {
             headers,
             body: problem_body(reason, ctx.request_id),
             locked_out: false,
+            route_id: None,
         }
     }
 }

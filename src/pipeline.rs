@@ -40,6 +40,8 @@ pub struct VmState<'a> {
 struct Judge<'a> {
     config: &'a Config,
     request_id: Option<&'a str>,
+    /// The matched route, named in refusals for the audit record.
+    route_id: Option<&'a str>,
 }
 
 impl Judge<'_> {
@@ -68,7 +70,9 @@ impl Judge<'_> {
                 .or((reason == Reason::KeysUnavailable).then_some(KEYS_RETRY_AFTER_SECONDS)),
             ..ctx
         };
-        Verdict::Refuse(Refusal::new(reason, &ctx))
+        let mut refusal = Refusal::new(reason, &ctx);
+        refusal.route_id = self.route_id.map(str::to_owned);
+        Verdict::Refuse(refusal)
     }
 
     /// Monitor if the route (or, without a route setting, the global mode) says so, or if the
@@ -100,6 +104,7 @@ pub fn on_request_headers(
     let judge = Judge {
         config,
         request_id: request.request_id(),
+        route_id: None,
     };
     let mut forward = Forward::default();
     // Client-supplied copies of the headers finguard vouches for are never forwarded, whatever
@@ -132,6 +137,10 @@ pub fn on_request_headers(
         }
     };
     let route = matched.route;
+    let judge = Judge {
+        route_id: Some(&route.id),
+        ..judge
+    };
     let limiting = &config.rate_limits;
     let address = request.client_address(limiting.trusted_forwarded_hops);
     let Some(policy) = &route.auth else {
@@ -418,9 +427,14 @@ pub fn on_request_body(config: &Config, pending: &PendingBody, body: &[u8], now:
     let judge = Judge {
         config,
         request_id: pending.request_id.as_deref(),
+        route_id: None,
     };
     let Some(route) = config.routes.routes().get(pending.route) else {
         return judge.refuse(Reason::PolicyUnavailable, Mode::Enforce, Forward::default());
+    };
+    let judge = Judge {
+        route_id: Some(&route.id),
+        ..judge
     };
     let Some(policy) = &route.auth else {
         return Verdict::Allow(Forward::default());
@@ -463,8 +477,13 @@ pub fn on_body_overflow(config: &Config, pending: &PendingBody) -> Verdict {
     let judge = Judge {
         config,
         request_id: pending.request_id.as_deref(),
+        route_id: None,
     };
     let route = config.routes.routes().get(pending.route);
+    let judge = Judge {
+        route_id: route.map(|r| r.id.as_str()),
+        ..judge
+    };
     let provider = match &pending.principal {
         Caller::Token(token) => Some(token.provider),
         Caller::ApiKey(_) => None,
@@ -482,8 +501,13 @@ pub fn on_request_trailers(config: &Config, pending: &PendingBody) -> Verdict {
     let judge = Judge {
         config,
         request_id: pending.request_id.as_deref(),
+        route_id: None,
     };
     let route = config.routes.routes().get(pending.route);
+    let judge = Judge {
+        route_id: route.map(|r| r.id.as_str()),
+        ..judge
+    };
     judge.refuse(
         Reason::TrailersUnsupported,
         judge.mode(route, None),
@@ -1010,5 +1034,15 @@ mod tests {
             (locked.reason, header(&locked, "retry-after")),
             (Reason::AuthLockedOut, "30")
         );
+    }
+
+    #[test]
+    fn refusals_name_their_route_for_the_audit_record() {
+        let c = config(json!({}));
+        let mut vm = Vm::new(&c);
+        let Verdict::Refuse(r) = vm.judge(&c, &request("/v1/accounts/1", &[])) else { panic!() };
+        assert_eq!(r.route_id.as_deref(), Some("accounts"));
+        let Verdict::Refuse(r) = vm.judge(&c, &request("/nowhere", &[])) else { panic!() };
+        assert_eq!(r.route_id, None);
     }
 }
