@@ -322,7 +322,14 @@ fn apply_limits(
         allowed,
         retry_after_seconds,
         headers,
-    } = ratelimit::check(store, &limiting.buckets, &limits, who, now_us);
+    } = ratelimit::check(
+        store,
+        &limiting.buckets,
+        &limits,
+        who,
+        now_us,
+        limiting.headers_on_allowed,
+    );
     if allowed {
         if limiting.headers_on_allowed {
             forward.response_headers = headers;
@@ -1040,9 +1047,13 @@ mod tests {
     fn refusals_name_their_route_for_the_audit_record() {
         let c = config(json!({}));
         let mut vm = Vm::new(&c);
-        let Verdict::Refuse(r) = vm.judge(&c, &request("/v1/accounts/1", &[])) else { panic!() };
+        let Verdict::Refuse(r) = vm.judge(&c, &request("/v1/accounts/1", &[])) else {
+            panic!()
+        };
         assert_eq!(r.route_id.as_deref(), Some("accounts"));
-        let Verdict::Refuse(r) = vm.judge(&c, &request("/nowhere", &[])) else { panic!() };
+        let Verdict::Refuse(r) = vm.judge(&c, &request("/nowhere", &[])) else {
+            panic!()
+        };
         assert_eq!(r.route_id, None);
     }
 }

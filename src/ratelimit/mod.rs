@@ -275,15 +275,11 @@ pub fn check(
     limits: &[&Limit],
     who: &Identity<'_>,
     now_us: i64,
+    headers_when_allowed: bool,
 ) -> LimitDecision {
-    let mut policies = Vec::with_capacity(limits.len());
     let mut tightest: Option<(&str, gcra::Outcome)> = None;
     let mut refusal: Option<u64> = None;
     for limit in limits {
-        policies.push(format!(
-            "\"{}\";q={};w={}",
-            limit.name, limit.requests, limit.per_seconds
-        ));
         if refusal.is_some() {
             continue;
         }
@@ -316,20 +312,26 @@ pub fn check(
             tightest = Some((&limit.name, outcome));
         }
     }
-    let mut headers = Vec::with_capacity(2);
-    if !policies.is_empty() {
+    // The header fields are built only when they will be sent (a refusal, or when configured
+    // for allowed responses): formatting them costs more than the bucket update.
+    let mut headers = Vec::new();
+    if refusal.is_some() || headers_when_allowed {
+        let policies: Vec<String> = limits
+            .iter()
+            .map(|l| format!("\"{}\";q={};w={}", l.name, l.requests, l.per_seconds))
+            .collect();
         headers.push(("ratelimit-policy", policies.join(", ")));
-    }
-    if let Some((name, outcome)) = tightest {
-        let remaining = if refusal.is_some() {
-            0
-        } else {
-            outcome.remaining
-        };
-        headers.push((
-            "ratelimit",
-            format!("\"{name}\";r={remaining};t={}", outcome.reset_seconds),
-        ));
+        if let Some((name, outcome)) = tightest {
+            let remaining = if refusal.is_some() {
+                0
+            } else {
+                outcome.remaining
+            };
+            headers.push((
+                "ratelimit",
+                format!("\"{name}\";r={remaining};t={}", outcome.reset_seconds),
+            ));
+        }
     }
     LimitDecision {
         allowed: refusal.is_none(),
@@ -422,7 +424,7 @@ mod tests {
             ..Default::default()
         };
         let now = 1_000_000_000_000;
-        let first = check(&mut store, &rl.buckets, &limits, &who, now);
+        let first = check(&mut store, &rl.buckets, &limits, &who, now, true);
         assert!(first.allowed);
         assert_eq!(
             first.headers[0],
@@ -435,9 +437,9 @@ mod tests {
             first.headers[1],
             ("ratelimit", "\"per-second\";r=2;t=1".into())
         );
-        assert!(check(&mut store, &rl.buckets, &limits, &who, now).allowed);
-        assert!(check(&mut store, &rl.buckets, &limits, &who, now).allowed);
-        let refused = check(&mut store, &rl.buckets, &limits, &who, now);
+        assert!(check(&mut store, &rl.buckets, &limits, &who, now, true).allowed);
+        assert!(check(&mut store, &rl.buckets, &limits, &who, now, true).allowed);
+        let refused = check(&mut store, &rl.buckets, &limits, &who, now, true);
         assert!(!refused.allowed);
         assert_eq!(refused.retry_after_seconds, 1);
         assert!(refused.headers[1].1.contains("r=0"));
@@ -446,10 +448,37 @@ mod tests {
             client: Some("bank"),
             ..who
         };
-        assert!(check(&mut store, &rl.buckets, &limits, &other, now).allowed);
-        assert!(check(&mut store, &rl.buckets, &limits, &who, now + 1_000_000).allowed);
-        assert!(check(&mut store, &rl.buckets, &limits, &who, now + 2_000_000).allowed);
-        let hourly = check(&mut store, &rl.buckets, &limits, &who, now + 3_000_000);
+        assert!(check(&mut store, &rl.buckets, &limits, &other, now, true).allowed);
+        assert!(
+            check(
+                &mut store,
+                &rl.buckets,
+                &limits,
+                &who,
+                now + 1_000_000,
+                true
+            )
+            .allowed
+        );
+        assert!(
+            check(
+                &mut store,
+                &rl.buckets,
+                &limits,
+                &who,
+                now + 2_000_000,
+                true
+            )
+            .allowed
+        );
+        let hourly = check(
+            &mut store,
+            &rl.buckets,
+            &limits,
+            &who,
+            now + 3_000_000,
+            true,
+        );
         assert!(!hourly.allowed);
         assert!(hourly.retry_after_seconds > 600);
     }
@@ -467,14 +496,14 @@ mod tests {
             ..Default::default()
         };
         store.inject_mismatches = 3;
-        assert!(check(&mut store, &rl.buckets, &limits, &who, 0).allowed);
-        assert!(!check(&mut store, &rl.buckets, &limits, &who, 0).allowed);
+        assert!(check(&mut store, &rl.buckets, &limits, &who, 0, false).allowed);
+        assert!(!check(&mut store, &rl.buckets, &limits, &who, 0, false).allowed);
         let fresh = Identity {
             address: Some("10.0.0.2"),
             ..Default::default()
         };
         store.inject_mismatches = slots::MAX_ATTEMPTS;
-        let contended = check(&mut store, &rl.buckets, &limits, &fresh, 0);
+        let contended = check(&mut store, &rl.buckets, &limits, &fresh, 0, false);
         assert!(!contended.allowed && contended.retry_after_seconds == 1);
     }
 
