@@ -46,6 +46,7 @@ AUDIENCE = "payments-api"
 SUBJECT = "cust-1"
 ALG_KEYS = {  # alg -> (private key file, kid)
     "RS256": ("rsa-a.pem", "rsa-a"),
+    "PS256": ("rsa-a.pem", "rsa-a"),
     "ES256": ("ec256.pem", "ec-a"),
     "EdDSA": ("ed25519.pem", "ed-a"),
 }
