@@ -11,6 +11,7 @@ use crate::authn::jwks::{parse_algorithm, KeyFamily, KeyOrigin, KeySet};
 use crate::authn::keys::{KeySource, RemoteJwks};
 use crate::authn::provider::{ClaimHeader, Provider};
 use crate::decision::Reason;
+use crate::ratelimit::gcra::Rate;
 use crate::ratelimit::{KeyPart, RateLimiting, RawRateLimits};
 use crate::routes::{RouteSpec, RouteTable};
 use jsonwebtoken::Algorithm;
@@ -74,7 +75,29 @@ struct RawConfig {
     #[serde(default = "default_unmatched_status")]
     unmatched_route_status: u16,
     rate_limits: Option<RawRateLimits>,
+    #[serde(default)]
+    verification_budget: RawBudget,
     routes: Vec<RouteSpec>,
+}
+
+/// Cold signature verifications per worker: `burst` at once, then `requests` per `per_seconds`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    requests: u32,
+    per_seconds: u32,
+    burst: Option<u32>,
+}
+
+impl Default for RawBudget {
+    fn default() -> Self {
+        // ~100–200 µs each in V8: at most a fifth of a worker's CPU on cold verifications.
+        RawBudget {
+            requests: 1000,
+            per_seconds: 1,
+            burst: None,
+        }
+    }
 }
 
 fn default_unmatched_status() -> u16 {
@@ -262,6 +285,8 @@ pub struct Config {
     pub routes: RouteTable,
     pub api_keys: ApiKeys,
     pub rate_limits: RateLimiting,
+    /// Cold signature verifications allowed per worker.
+    pub verification_rate: Rate,
     /// Whether any rule needs the client address (Envoy's `source.address`: one host call).
     pub needs_client_address: bool,
     /// Whether any route or global limit exists (slots are created at configuration).
@@ -328,6 +353,17 @@ impl Config {
         }
 
         let rate_limits = RateLimiting::compile(raw.rate_limits, text)?;
+        let budget = &raw.verification_budget;
+        let Some(verification_rate) = Rate::new(
+            budget.requests,
+            budget.per_seconds,
+            budget.burst.unwrap_or(budget.requests),
+        ) else {
+            return err(
+                "verification_budget",
+                "requests, per_seconds and burst must be positive",
+            );
+        };
         let api_keys = compile_api_keys(raw.api_keys)?;
         identity_headers.extend(api_keys.forward_id.iter().cloned());
         identity_headers.extend(api_keys.forward_client.iter().cloned());
@@ -369,6 +405,7 @@ impl Config {
             key_sources,
             routes,
             api_keys,
+            verification_rate,
             needs_client_address,
             has_rate_limits,
             rate_limits,

@@ -84,6 +84,8 @@ pub enum Reason {
     AuthLockedOut,
     /// Too many requests of this client in flight at once.
     ConcurrencyLimited,
+    /// The worker's budget of cold signature verifications is spent (a new token must wait).
+    VerificationOverloaded,
     /// Request trailers on a request held for its body: its end cannot be judged, so it is
     /// refused rather than released unchecked.
     TrailersUnsupported,
@@ -105,7 +107,7 @@ pub enum Challenge {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 37] = [
+    pub const ALL: [Reason; 38] = [
         Reason::RouteNotFound,
         Reason::MethodNotAllowed,
         Reason::TokenMissing,
@@ -143,6 +145,7 @@ impl Reason {
         Reason::AuthLockedOut,
         Reason::TrailersUnsupported,
         Reason::ConcurrencyLimited,
+        Reason::VerificationOverloaded,
     ];
 
     /// The stable slug: last segment of the problem `type`, the audit `reason` and the metric tag.
@@ -185,6 +188,7 @@ impl Reason {
             Reason::AuthLockedOut => "auth-locked-out",
             Reason::TrailersUnsupported => "request-trailers-unsupported",
             Reason::ConcurrencyLimited => "concurrency-limited",
+            Reason::VerificationOverloaded => "verification-overloaded",
         }
     }
 
@@ -200,7 +204,9 @@ impl Reason {
             Reason::BodyTooLarge => 413,
             Reason::ContentTypeUnsupported => 415,
             Reason::RateLimited | Reason::AuthLockedOut | Reason::ConcurrencyLimited => 429,
-            Reason::KeysUnavailable | Reason::PolicyUnavailable => 503,
+            Reason::KeysUnavailable
+            | Reason::PolicyUnavailable
+            | Reason::VerificationOverloaded => 503,
             _ => 401,
         }
     }
@@ -245,6 +251,7 @@ impl Reason {
             Reason::AuthLockedOut => "Too many failed authentications; try again later",
             Reason::TrailersUnsupported => "Request trailers are not accepted on this route",
             Reason::ConcurrencyLimited => "Too many requests in flight",
+            Reason::VerificationOverloaded => "Token verification is overloaded; retry shortly",
         }
     }
 
@@ -264,7 +271,8 @@ impl Reason {
             | Reason::RateLimited
             | Reason::AuthLockedOut
             | Reason::TrailersUnsupported
-            | Reason::ConcurrencyLimited => Challenge::None,
+            | Reason::ConcurrencyLimited
+            | Reason::VerificationOverloaded => Challenge::None,
             Reason::ApiKeyInvalid | Reason::ApiKeyMissing => Challenge::ApiKey,
             Reason::StepUpRequired => Challenge::InsufficientUserAuthentication,
             Reason::TokenMissing => Challenge::Bare,

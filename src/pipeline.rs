@@ -13,9 +13,10 @@
 //! Pure: the host adapter passes the request, the clock and the per-VM state in, and applies the
 //! [`Verdict`] that comes out.
 
+use crate::authn::budget::VerificationBudget;
 use crate::authn::cache::TokenCache;
 use crate::authn::keys::ProviderKeys;
-use crate::authn::{extract, Authenticator, AuthnError};
+use crate::authn::{extract, Authenticator, AuthnError, AuthnState};
 use crate::authz::{AuthPolicy, Principal};
 use crate::config::{Config, Mode};
 use crate::decision::{Caller, Forward, PendingBody, Reason, Refusal, RefusalContext, Verdict};
@@ -34,6 +35,8 @@ pub struct VmState<'a> {
     pub cache: &'a mut TokenCache,
     /// Shared data: rate-limit buckets and lockouts.
     pub store: &'a mut dyn CounterStore,
+    /// This worker's budget of cold signature verifications.
+    pub budget: &'a mut VerificationBudget,
 }
 
 /// Turns a refusal into a verdict: sent in enforce mode, logged and forwarded in monitor mode.
@@ -167,16 +170,25 @@ pub fn on_request_headers(
             );
         }
     }
-    let caller = match authenticate(
-        config,
-        policy,
-        request,
-        state.keys,
-        state.cache,
-        now,
-        may_wait,
-    ) {
+    let authn_state = AuthnState {
+        keys: state.keys,
+        cache: state.cache,
+        budget: state.budget,
+    };
+    let caller = match authenticate(config, policy, request, authn_state, now_ms, may_wait) {
         Ok(caller) => caller,
+        Err(AuthnError::Overloaded(seconds)) => {
+            let ctx = RefusalContext {
+                retry_after_seconds: Some(seconds),
+                ..Default::default()
+            };
+            return judge.refuse_with(
+                Reason::VerificationOverloaded,
+                judge.mode(Some(route), None),
+                forward,
+                ctx,
+            );
+        }
         Err(AuthnError::WaitForKeys(provider)) => {
             return Verdict::WaitForKeys {
                 provider,
@@ -354,9 +366,8 @@ fn authenticate(
     config: &Config,
     policy: &AuthPolicy,
     request: &RequestView,
-    keys: &mut [ProviderKeys],
-    cache: &mut TokenCache,
-    now: i64,
+    state: AuthnState<'_>,
+    now_ms: i64,
     may_wait: bool,
 ) -> Result<Caller, AuthnError> {
     let token = if policy.jwt {
@@ -390,9 +401,8 @@ fn authenticate(
             let verified = authenticator.authenticate(
                 token,
                 policy.providers.as_deref(),
-                keys,
-                cache,
-                now,
+                state,
+                now_ms,
                 may_wait,
             )?;
             Ok(Caller::Token(verified))
@@ -613,6 +623,7 @@ mod tests {
         keys: Vec<ProviderKeys>,
         cache: TokenCache,
         store: crate::ratelimit::store::MemoryStore,
+        budget: VerificationBudget,
     }
 
     impl Vm {
@@ -632,6 +643,7 @@ mod tests {
                 keys,
                 cache: TokenCache::new(16, [1, 2, 3, 4]),
                 store: Default::default(),
+                budget: VerificationBudget::new(Some(config.verification_rate)),
             }
         }
 
@@ -640,6 +652,7 @@ mod tests {
                 keys: &mut self.keys,
                 cache: &mut self.cache,
                 store: &mut self.store,
+                budget: &mut self.budget,
             };
             on_request_headers(config, request, state, NOW * 1000, true)
         }
@@ -753,6 +766,7 @@ mod tests {
             keys: &mut vm.keys,
             cache: &mut vm.cache,
             store: &mut vm.store,
+            budget: &mut vm.budget,
         };
         assert_eq!(
             refused(on_request_headers(&c, &r, state, (NOW + 71) * 1000, true)),
@@ -811,6 +825,7 @@ mod tests {
             keys: &mut vm.keys,
             cache: &mut vm.cache,
             store: &mut vm.store,
+            budget: &mut vm.budget,
         };
         assert_eq!(
             refused(on_request_headers(&c, &r, state, NOW * 1000, false)),
@@ -1055,5 +1070,40 @@ mod tests {
             panic!()
         };
         assert_eq!(r.route_id, None);
+    }
+
+    #[test]
+    fn verification_budget_spares_cached_tokens_and_cheap_refusals() {
+        let c = config(json!({"verification_budget": {"requests": 2, "per_seconds": 60}}));
+        let mut vm = Vm::new(&c);
+        let get = |t: &str| {
+            request(
+                "/v1/accounts/1",
+                &[("authorization", &format!("Bearer {t}"))],
+            )
+        };
+        let fresh = |n: u64| {
+            let mut claims = claims();
+            claims["jti"] = json!(n);
+            token(claims)
+        };
+        let cached = fresh(0);
+        assert!(matches!(vm.judge(&c, &get(&cached)), Verdict::Allow(_)));
+        assert!(matches!(vm.judge(&c, &get(&fresh(1))), Verdict::Allow(_)));
+        let Verdict::Refuse(r) = vm.judge(&c, &get(&fresh(2))) else {
+            panic!()
+        };
+        assert_eq!(
+            (r.reason, r.status, header(&r, "retry-after")),
+            (Reason::VerificationOverloaded, 503, "30")
+        );
+        // A cached token never touches the budget; cheap checks refuse before it.
+        assert!(matches!(vm.judge(&c, &get(&cached)), Verdict::Allow(_)));
+        let mut expired = claims();
+        expired["exp"] = json!(NOW - 1000);
+        assert_eq!(
+            refused(vm.judge(&c, &get(&token(expired)))),
+            Reason::TokenExpired
+        );
     }
 }

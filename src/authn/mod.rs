@@ -3,6 +3,7 @@
 //! and signature ([`verify`]) against keys held per provider ([`keys`], [`jwks`]).
 
 pub mod apikey;
+pub mod budget;
 pub mod cache;
 pub mod crypto;
 pub mod extract;
@@ -13,6 +14,7 @@ pub mod token;
 pub mod verify;
 
 use crate::decision::Reason;
+use budget::VerificationBudget;
 use cache::TokenCache;
 use keys::{KeySource, KeyStatus, ProviderKeys};
 use provider::Provider;
@@ -25,6 +27,8 @@ pub enum AuthnError {
     /// Refused, with the provider that judged the token when one was identified (its `mode`
     /// decides whether the refusal is enforced).
     Refused(Reason, Option<usize>),
+    /// The verification budget is spent: retry after this many seconds.
+    Overloaded(u64),
     /// The named provider's keys may still arrive (first fetch, or a rotation refetch):
     /// hold the request and try again when they do.
     WaitForKeys(usize),
@@ -34,6 +38,13 @@ impl From<Reason> for AuthnError {
     fn from(reason: Reason) -> Self {
         AuthnError::Refused(reason, None)
     }
+}
+
+/// The per-worker state authentication reads and updates.
+pub struct AuthnState<'a> {
+    pub keys: &'a mut [ProviderKeys],
+    pub cache: &'a mut TokenCache,
+    pub budget: &'a mut VerificationBudget,
 }
 
 /// The provider-side state authentication reads: compiled providers and the keys each VM holds.
@@ -50,11 +61,16 @@ impl Authenticator<'_> {
         &self,
         token: &str,
         allowed: Option<&[usize]>,
-        keys: &mut [ProviderKeys],
-        cache: &mut TokenCache,
-        now: i64,
+        state: AuthnState<'_>,
+        now_ms: i64,
         may_wait: bool,
     ) -> Result<Rc<VerifiedToken>, AuthnError> {
+        let AuthnState {
+            keys,
+            cache,
+            budget,
+        } = state;
+        let now = now_ms.div_euclid(1000);
         let provider_allowed = |index: usize| allowed.is_none_or(|list| list.contains(&index));
         if token.len() > self.max_token_bytes {
             return Err(Reason::TokenTooLarge.into());
@@ -113,6 +129,16 @@ impl Authenticator<'_> {
                 return Err(refused(Reason::KeysUnavailable))
             }
         };
+        // Signature work is what the budget protects: spent only when a key could verify it.
+        if key_set
+            .candidates(parsed.kid.as_deref(), parsed.alg)
+            .next()
+            .is_some()
+        {
+            if let Err(seconds) = budget.take(now_ms.saturating_mul(1000)) {
+                return Err(AuthnError::Overloaded(seconds));
+            }
+        }
         match verify::check_signature(&parsed, key_set) {
             Ok(()) => {}
             Err(Reason::KeyUnknown) if may_wait && state.may_refetch(source, now) => {
@@ -185,17 +211,47 @@ mod tests {
             }),
         );
         assert!(authenticator
-            .authenticate(token, None, &mut keys, &mut cache, 1019, true)
+            .authenticate(
+                token,
+                None,
+                AuthnState {
+                    keys: &mut keys,
+                    cache: &mut cache,
+                    budget: &mut VerificationBudget::new(None)
+                },
+                1019_000,
+                true
+            )
             .is_ok());
         assert_eq!(
             authenticator
-                .authenticate(token, None, &mut keys, &mut cache, 1020, true)
+                .authenticate(
+                    token,
+                    None,
+                    AuthnState {
+                        keys: &mut keys,
+                        cache: &mut cache,
+                        budget: &mut VerificationBudget::new(None)
+                    },
+                    1020_000,
+                    true
+                )
                 .unwrap_err(),
             AuthnError::Refused(Reason::KeysUnavailable, Some(0))
         );
         assert_eq!(
             authenticator
-                .authenticate(token, Some(&[]), &mut keys, &mut cache, 1000, true)
+                .authenticate(
+                    token,
+                    Some(&[]),
+                    AuthnState {
+                        keys: &mut keys,
+                        cache: &mut cache,
+                        budget: &mut VerificationBudget::new(None)
+                    },
+                    1000_000,
+                    true
+                )
                 .unwrap_err(),
             AuthnError::Refused(Reason::IssuerUnknown, Some(0))
         );

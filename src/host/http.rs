@@ -69,6 +69,7 @@ impl HttpContext for FilterContext {
                 keys: &mut vm.keys,
                 cache: &mut vm.cache,
                 store: &mut SharedData,
+                budget: &mut vm.budget,
             };
             let verdict = pipeline::on_request_headers(&config, &request, state, now, true);
             if let Verdict::WaitForKeys { route, .. } = verdict {

@@ -8,6 +8,7 @@ use super::http::{
 };
 use super::shared_store::SharedData;
 use super::{jwks_sync, log, now_ms};
+use crate::authn::budget::VerificationBudget;
 use crate::authn::cache::TokenCache;
 use crate::authn::jwks::{KeyOrigin, KeySet};
 use crate::authn::keys::{KeySource, ProviderKeys};
@@ -36,6 +37,8 @@ pub struct Vm {
     pub key_generation: u64,
     /// Requests held by this VM, by HTTP context id.
     pub streams: HashMap<u32, Stream>,
+    /// This worker's budget of cold signature verifications.
+    pub budget: VerificationBudget,
     /// In-flight units taken per HTTP context, given back when its stream ends.
     pub permits: HashMap<u32, Vec<Permit>>,
     /// In-flight JWKS fetches: call token -> provider index.
@@ -84,6 +87,7 @@ impl Vm {
             })
             .collect();
         Vm {
+            budget: VerificationBudget::new(Some(config.verification_rate)),
             cache: TokenCache::new(config.token_cache_entries, jwks_sync::random_keys(now_ms)),
             key_versions: vec![None; config.providers.len()],
             config: Rc::new(config),
@@ -373,6 +377,7 @@ impl Root {
                     keys: &mut vm.keys,
                     cache: &mut vm.cache,
                     store: &mut SharedData,
+                    budget: &mut vm.budget,
                 };
                 match pipeline::on_request_headers(&config, &waiter.request, state, now, !timed_out)
                 {
