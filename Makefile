@@ -11,7 +11,7 @@ ENVOY_BIN ?= $(shell ls $(CURDIR)/$(VENV)/lib/python3*/site-packages/envoy/_bin/
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/"/, "", $$3); print $$3}' Cargo.lock)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: build wasm-target envoy test test-unit test-e2e test-wasm lint run bench docker-up clean
+.PHONY: build wasm-target envoy test test-unit test-e2e test-wasm lint run bench flood fuzz docker-up clean
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -62,6 +62,18 @@ bench: build envoy
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	ENVOY_BIN="$(ENVOY_BIN)" FINGUARD_WASM="$(CURDIR)/$(WASM)" $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+# Forged-token flood against the verification budget (bench/out/flood.md).
+flood: build envoy
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	ENVOY_BIN="$(ENVOY_BIN)" $(VENV)/bin/python bench/flood.py $(FLOOD_ARGS)
+
+# Every parser of untrusted input under libFuzzer, FUZZ_SECONDS each (nightly + cargo-fuzz).
+FUZZ_SECONDS ?= 60
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install --quiet cargo-fuzz
+	cd fuzz && for target in token jwks config; do \
+	  cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; done
 
 # For users with Docker: the same envoy.yaml in the pinned envoyproxy/envoy image.
 docker-up: build
