@@ -491,45 +491,28 @@ pub fn on_request_body(config: &Config, pending: &PendingBody, body: &[u8], now:
 
 /// A body that grew past the route's limit while streaming in.
 pub fn on_body_overflow(config: &Config, pending: &PendingBody) -> Verdict {
-    let judge = Judge {
-        config,
-        request_id: pending.request_id.as_deref(),
-        route_id: None,
-    };
-    let route = config.routes.routes().get(pending.route);
-    let judge = Judge {
-        route_id: route.map(|r| r.id.as_str()),
-        ..judge
-    };
-    let provider = match &pending.principal {
-        Caller::Token(token) => Some(token.provider),
-        Caller::ApiKey(_) => None,
-    };
-    judge.refuse(
-        Reason::BodyTooLarge,
-        judge.mode(route, provider),
-        Forward::default(),
-    )
+    refuse_held(config, pending, Reason::BodyTooLarge)
 }
 
 /// Trailers ended a request held for its body: Envoy does not hand the body to the filter at
 /// that point in every case, so the request is refused rather than released unjudged.
 pub fn on_request_trailers(config: &Config, pending: &PendingBody) -> Verdict {
+    refuse_held(config, pending, Reason::TrailersUnsupported)
+}
+
+/// Refuses a request held for its body, in the mode of its route and caller.
+fn refuse_held(config: &Config, pending: &PendingBody, reason: Reason) -> Verdict {
+    let route = config.routes.routes().get(pending.route);
     let judge = Judge {
         config,
         request_id: pending.request_id.as_deref(),
-        route_id: None,
-    };
-    let route = config.routes.routes().get(pending.route);
-    let judge = Judge {
         route_id: route.map(|r| r.id.as_str()),
-        ..judge
     };
-    judge.refuse(
-        Reason::TrailersUnsupported,
-        judge.mode(route, None),
-        Forward::default(),
-    )
+    let provider = match &pending.principal {
+        Caller::Token(token) => Some(token.provider),
+        Caller::ApiKey(_) => None,
+    };
+    judge.refuse(reason, judge.mode(route, provider), Forward::default())
 }
 
 /// `application/json` or any `*/*+json`, parameters (charset) allowed, case-insensitive.
