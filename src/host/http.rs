@@ -44,7 +44,7 @@ impl Context for FilterContext {}
 
 impl HttpContext for FilterContext {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
-        let Ok(headers) = hostcalls::get_map(MapType::HttpRequestHeaders) else {
+        let Some(headers) = request_headers() else {
             log(LogLevel::Error, "cannot read request headers; refusing");
             return refuse_internal();
         };
@@ -265,6 +265,24 @@ pub fn hold_permits(vm: &Shared, context_id: u32, forward: &Forward) {
             vm.permits.insert(context_id, forward.permits.clone());
         }
     }
+}
+
+/// The request headers. Read as bytes: HTTP allows header values that are not UTF-8 (obs-text),
+/// and the SDK's `get_map` unwraps a UTF-8 conversion — one such header would panic and take the
+/// VM down. Values that are not UTF-8 are kept lossily (U+FFFD): they can never be a valid token,
+/// key or identifier, so nothing that decides is affected. (Names are tokens: Envoy enforces it.)
+fn request_headers() -> Option<Vec<(String, String)>> {
+    let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()?;
+    Some(
+        pairs
+            .into_iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8(value)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                (name, value)
+            })
+            .collect(),
+    )
 }
 
 /// Envoy's `source.address` (the downstream peer, `ip:port`).
