@@ -6,6 +6,7 @@
 //! A held request must never slip through: while it waits (for keys or for the rest of its body)
 //! every body callback answers `Pause`, which keeps Envoy buffering instead of forwarding.
 
+use super::abi;
 use super::root::{BodyProgress, Stream, Vm, Waiter};
 use super::shared_store::SharedData;
 use super::{log, now_ms};
@@ -159,7 +160,7 @@ impl HttpContext for FilterContext {
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         for (name, value) in self.response_headers.drain(..) {
-            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(&value));
+            let _ = abi::set_header(MapType::HttpResponseHeaders, name, &value);
         }
         Action::Continue
     }
@@ -324,12 +325,12 @@ pub fn apply_verdict(verdict: &Verdict) -> bool {
 /// Header changes of a forwarded request. False (and a 500 sent) if the host refuses them.
 pub fn apply_forward(forward: &Forward) -> bool {
     for name in &forward.remove {
-        if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
+        if abi::remove_header(MapType::HttpRequestHeaders, name).is_err() {
             return send_refusal_internal();
         }
     }
     for (name, value) in &forward.set {
-        if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value)).is_err() {
+        if abi::set_header(MapType::HttpRequestHeaders, name, value).is_err() {
             return send_refusal_internal();
         }
     }
@@ -348,26 +349,24 @@ fn send(refusal: &Refusal) {
         .iter()
         .map(|(n, v)| (*n, v.as_str()))
         .collect();
-    if hostcalls::send_http_response(refusal.status, headers, Some(refusal.body.as_bytes()))
-        .is_err()
-    {
+    if abi::send_local_response(refusal.status, &headers, refusal.body.as_bytes()).is_err() {
         log(
             LogLevel::Error,
             "cannot send the local response; resetting the stream",
         );
-        let _ = hostcalls::reset_http_request();
+        let _ = abi::reset_request();
     }
 }
 
 /// Fail closed when the host itself misbehaves: a generic 500, nothing forwarded.
 fn send_refusal_internal() -> bool {
     let body = br#"{"type":"about:blank","title":"Internal error","status":500}"#;
-    let headers = vec![
+    let headers = [
         ("content-type", "application/problem+json"),
         ("cache-control", "no-store"),
     ];
-    if hostcalls::send_http_response(500, headers, Some(body)).is_err() {
-        let _ = hostcalls::reset_http_request();
+    if abi::send_local_response(500, &headers, body).is_err() {
+        let _ = abi::reset_request();
     }
     false
 }

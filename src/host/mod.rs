@@ -3,6 +3,7 @@
 //! decision. Every host call goes through `proxy_wasm::hostcalls` and handles its `Status`:
 //! the SDK's trait helpers panic on host errors, and a panic takes the whole VM down.
 
+mod abi;
 mod http;
 mod jwks_sync;
 mod root;

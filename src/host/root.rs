@@ -3,6 +3,7 @@
 //! every tick it installs keys other VMs published, fetches when due and it holds the lease, and
 //! answers waiting requests whose keys arrived or whose wait ran out.
 
+use super::abi;
 use super::http::{
     apply_forward, apply_verdict, hold_permits, judge_complete_body, FilterContext, Shared,
 };
@@ -424,7 +425,7 @@ impl Root {
             }
             let still_reading = matches!(self.vm.try_borrow().ok().as_deref(), Some(Some(vm)) if vm.streams.contains_key(&context_id));
             if apply_verdict(&verdict) && !still_reading {
-                let _ = hostcalls::resume_http_request();
+                let _ = abi::resume_request();
             }
         }
     }

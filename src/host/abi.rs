@@ -1,0 +1,117 @@
+//! Stream calls without the SDK's panics. `proxy_wasm::hostcalls` turns every status it does not
+//! expect into a panic — and a panic takes the whole VM (the worker's filter) down. For the calls
+//! finguard makes on a request's stream (answer it, change its headers, resume or reset it), any
+//! failure is returned as the host's status code instead, and the caller fails closed.
+
+use proxy_wasm::types::MapType;
+
+// The SDK declares the same imports with its `Status` enum as the return type; `u32` here takes
+// whatever the host returns without assuming it is one of the enum's values.
+#[allow(clashing_extern_declarations)]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_send_local_response(
+        status_code: u32,
+        details_data: *const u8,
+        details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
+    fn proxy_close_stream(stream_type: u32) -> u32;
+}
+
+const OK: u32 = 0;
+const HTTP_REQUEST_STREAM: u32 = 0;
+
+fn check(status: u32) -> Result<(), u32> {
+    if status == OK {
+        Ok(())
+    } else {
+        Err(status)
+    }
+}
+
+/// The proxy-wasm header-map wire format: count, (name size, value size) pairs, then each name
+/// and value NUL-terminated.
+fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
+    let size: usize = 4 + headers
+        .iter()
+        .map(|(n, v)| 8 + n.len() + v.len() + 2)
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    for (name, value) in headers {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.push(0);
+        out.extend_from_slice(value.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Answers the current stream locally.
+pub fn send_local_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> Result<(), u32> {
+    let headers = serialize_headers(headers);
+    // SAFETY: every pointer/length pair describes a live buffer owned by this function for the
+    // duration of the call; the host copies what it needs.
+    check(unsafe {
+        proxy_send_local_response(
+            status,
+            std::ptr::null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    })
+}
+
+/// Sets (replaces) a header of the current stream's map.
+pub fn set_header(map: MapType, name: &str, value: &str) -> Result<(), u32> {
+    // SAFETY: as above, borrowed buffers valid for the call.
+    check(unsafe {
+        proxy_replace_header_map_value(
+            map as u32,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        )
+    })
+}
+
+/// Removes a header of the current stream's map.
+pub fn remove_header(map: MapType, name: &str) -> Result<(), u32> {
+    // SAFETY: as above.
+    check(unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) })
+}
+
+/// Resumes the current stream's request (held in a headers or body callback).
+pub fn resume_request() -> Result<(), u32> {
+    // SAFETY: no pointers.
+    check(unsafe { proxy_continue_stream(HTTP_REQUEST_STREAM) })
+}
+
+/// Resets the current stream's request: the last resort when it cannot even be answered.
+pub fn reset_request() -> Result<(), u32> {
+    // SAFETY: no pointers.
+    check(unsafe { proxy_close_stream(HTTP_REQUEST_STREAM) })
+}
