@@ -129,12 +129,12 @@ impl Authenticator<'_> {
                 return Err(refused(Reason::KeysUnavailable))
             }
         };
-        // Signature work is what the budget protects: spent only when a key could verify it.
-        if key_set
+        // Signature work is what the budget protects: one unit per key the token will be tried
+        // against (several only for a token without `kid`), none when no key could verify it.
+        let attempts = key_set
             .candidates(parsed.kid.as_deref(), parsed.alg)
-            .next()
-            .is_some()
-        {
+            .count();
+        for _ in 0..attempts {
             if let Err(seconds) = budget.take(now_ms.saturating_mul(1000)) {
                 return Err(AuthnError::Overloaded(seconds));
             }
