@@ -78,6 +78,15 @@ impl Judge<'_> {
         Verdict::Refuse(refusal)
     }
 
+    /// A refusal that tells the client when to come back (`Retry-After`).
+    fn refuse_after(&self, reason: Reason, mode: Mode, forward: Forward, seconds: u64) -> Verdict {
+        let ctx = RefusalContext {
+            retry_after_seconds: Some(seconds),
+            ..Default::default()
+        };
+        self.refuse_with(reason, mode, forward, ctx)
+    }
+
     /// Monitor if the route (or, without a route setting, the global mode) says so, or if the
     /// token's provider is being rolled out in monitor mode.
     fn mode(&self, route: Option<&RoutePolicy>, provider: Option<usize>) -> Mode {
@@ -158,15 +167,11 @@ pub fn on_request_headers(
     // Locked-out addresses are refused before any credential is looked at.
     if let (Some(lockout), Some(address)) = (&limiting.lockout, address) {
         if let Some(seconds) = lockout.locked(state.store, &limiting.lockouts, address, now_us) {
-            let ctx = RefusalContext {
-                retry_after_seconds: Some(seconds),
-                ..Default::default()
-            };
-            return judge.refuse_with(
+            return judge.refuse_after(
                 Reason::AuthLockedOut,
                 judge.mode(Some(route), None),
                 forward,
-                ctx,
+                seconds,
             );
         }
     }
@@ -178,15 +183,11 @@ pub fn on_request_headers(
     let caller = match authenticate(config, policy, request, authn_state, now_ms, may_wait) {
         Ok(caller) => caller,
         Err(AuthnError::Overloaded(seconds)) => {
-            let ctx = RefusalContext {
-                retry_after_seconds: Some(seconds),
-                ..Default::default()
-            };
-            return judge.refuse_with(
+            return judge.refuse_after(
                 Reason::VerificationOverloaded,
                 judge.mode(Some(route), None),
                 forward,
-                ctx,
+                seconds,
             );
         }
         Err(AuthnError::WaitForKeys(provider)) => {
@@ -244,15 +245,11 @@ pub fn on_request_headers(
         match concurrency::acquire(state.store, &limiting.buckets, &in_flight, &who, now_us) {
             Some(permits) => forward.permits = permits,
             None => {
-                let ctx = RefusalContext {
-                    retry_after_seconds: Some(1),
-                    ..Default::default()
-                };
-                return judge.refuse_with(
+                return judge.refuse_after(
                     Reason::ConcurrencyLimited,
                     judge.mode(Some(route), None),
                     forward,
-                    ctx,
+                    1,
                 );
             }
         }
