@@ -210,18 +210,12 @@ pub fn on_request_headers(
             return verdict;
         }
     };
-    let (principal, provider) = match &caller {
-        Caller::Token(token) => (Principal::Token(token), Some(token.provider)),
-        Caller::ApiKey(index) => match config.api_keys.keys.get(*index) {
-            Some(key) => (Principal::ApiKey(key), None),
-            None => {
-                return judge.refuse(
-                    Reason::ApiKeyInvalid,
-                    judge.mode(Some(route), None),
-                    forward,
-                )
-            }
-        },
+    let Some((principal, provider)) = principal_of(config, &caller) else {
+        return judge.refuse(
+            Reason::ApiKeyInvalid,
+            judge.mode(Some(route), None),
+            forward,
+        );
     };
     let mode = judge.mode(Some(route), provider);
     if let Err(reason) = policy.check_headers(principal, |name| matched.params.get(name), now) {
@@ -268,6 +262,22 @@ pub fn on_request_headers(
         return Verdict::ReadBody { forward, pending };
     }
     Verdict::Allow(forward)
+}
+
+/// The caller as authorization sees it, with the provider that vouched for it (`None`: an API
+/// key). `None` overall only if a key index names no key, which one configuration never does.
+fn principal_of<'c>(
+    config: &'c Config,
+    caller: &'c Caller,
+) -> Option<(Principal<'c>, Option<usize>)> {
+    match caller {
+        Caller::Token(token) => Some((Principal::Token(token), Some(token.provider))),
+        Caller::ApiKey(index) => config
+            .api_keys
+            .keys
+            .get(*index)
+            .map(|key| (Principal::ApiKey(key), None)),
+    }
 }
 
 /// A presented credential that did not verify: what a guessing attacker produces.
@@ -453,12 +463,8 @@ pub fn on_request_body(config: &Config, pending: &PendingBody, body: &[u8], now:
     let Some(policy) = &route.auth else {
         return Verdict::Allow(Forward::default());
     };
-    let (principal, provider) = match &pending.principal {
-        Caller::Token(token) => (Principal::Token(token), Some(token.provider)),
-        Caller::ApiKey(index) => match config.api_keys.keys.get(*index) {
-            Some(key) => (Principal::ApiKey(key), None),
-            None => return judge.refuse(Reason::ApiKeyInvalid, Mode::Enforce, Forward::default()),
-        },
+    let Some((principal, provider)) = principal_of(config, &pending.principal) else {
+        return judge.refuse(Reason::ApiKeyInvalid, Mode::Enforce, Forward::default());
     };
     let mode = judge.mode(Some(route), provider);
     if body.len() > route.max_body_bytes {
