@@ -89,6 +89,29 @@ pub enum Reason {
     /// Request trailers on a request held for its body: its end cannot be judged, so it is
     /// refused rather than released unchecked.
     TrailersUnsupported,
+    /// The operation requires a request body and none was sent.
+    BodyRequired,
+    /// The operation takes no request body and one was sent.
+    BodyForbidden,
+    /// The JSON body exceeds a structure limit (depth, members, array length, string or number
+    /// length): checked before the schema, so hostile shapes cost little.
+    JsonLimitExceeded,
+    /// The JSON body is well formed but does not match the route's schema.
+    SchemaViolation,
+    /// A query parameter, header or path parameter does not match the route's declaration.
+    ParameterInvalid,
+    /// A string value matched an enforced negative-model detector (SQL/command injection, path
+    /// traversal).
+    InputSuspicious,
+    /// A response that must be redacted cannot be (compressed, over the buffer limit, not
+    /// parseable): it is replaced rather than passed through unredacted.
+    ResponseUnredactable,
+    /// An upstream 5xx whose body was replaced by a generic problem (the upstream status is kept).
+    UpstreamFailure,
+    /// The incident-response lockdown lever refuses this request.
+    Lockdown,
+    /// The token, its subject or its client is on the revocation list.
+    CredentialRevoked,
 }
 
 /// What the WWW-Authenticate challenge says, per RFC 6750 section 3.
@@ -107,7 +130,7 @@ pub enum Challenge {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 38] = [
+    pub const ALL: [Reason; 48] = [
         Reason::RouteNotFound,
         Reason::MethodNotAllowed,
         Reason::TokenMissing,
@@ -146,6 +169,16 @@ impl Reason {
         Reason::TrailersUnsupported,
         Reason::ConcurrencyLimited,
         Reason::VerificationOverloaded,
+        Reason::BodyRequired,
+        Reason::BodyForbidden,
+        Reason::JsonLimitExceeded,
+        Reason::SchemaViolation,
+        Reason::ParameterInvalid,
+        Reason::InputSuspicious,
+        Reason::ResponseUnredactable,
+        Reason::UpstreamFailure,
+        Reason::Lockdown,
+        Reason::CredentialRevoked,
     ];
 
     /// The stable slug: last segment of the problem `type`, the audit `reason` and the metric tag.
@@ -189,6 +222,16 @@ impl Reason {
             Reason::TrailersUnsupported => "request-trailers-unsupported",
             Reason::ConcurrencyLimited => "concurrency-limited",
             Reason::VerificationOverloaded => "verification-overloaded",
+            Reason::BodyRequired => "body-required",
+            Reason::BodyForbidden => "body-forbidden",
+            Reason::JsonLimitExceeded => "json-limit-exceeded",
+            Reason::SchemaViolation => "schema-violation",
+            Reason::ParameterInvalid => "parameter-invalid",
+            Reason::InputSuspicious => "input-suspicious",
+            Reason::ResponseUnredactable => "response-unredactable",
+            Reason::UpstreamFailure => "upstream-failure",
+            Reason::Lockdown => "lockdown",
+            Reason::CredentialRevoked => "credential-revoked",
         }
     }
 
@@ -200,13 +243,24 @@ impl Reason {
             | Reason::RouteForbidden
             | Reason::ClaimRequirementUnmet
             | Reason::ObjectAccessDenied => 403,
-            Reason::PathInvalid | Reason::BodyMalformed | Reason::TrailersUnsupported => 400,
+            Reason::PathInvalid
+            | Reason::BodyMalformed
+            | Reason::TrailersUnsupported
+            | Reason::BodyRequired
+            | Reason::BodyForbidden
+            | Reason::JsonLimitExceeded
+            | Reason::ParameterInvalid
+            | Reason::InputSuspicious => 400,
+            // Well-formed JSON that breaks the contract: 422, so clients can tell it from 400.
+            Reason::SchemaViolation => 422,
+            Reason::ResponseUnredactable | Reason::UpstreamFailure => 502,
             Reason::BodyTooLarge => 413,
             Reason::ContentTypeUnsupported => 415,
             Reason::RateLimited | Reason::AuthLockedOut | Reason::ConcurrencyLimited => 429,
             Reason::KeysUnavailable
             | Reason::PolicyUnavailable
-            | Reason::VerificationOverloaded => 503,
+            | Reason::VerificationOverloaded
+            | Reason::Lockdown => 503,
             _ => 401,
         }
     }
@@ -252,6 +306,16 @@ impl Reason {
             Reason::TrailersUnsupported => "Request trailers are not accepted on this route",
             Reason::ConcurrencyLimited => "Too many requests in flight",
             Reason::VerificationOverloaded => "Token verification is overloaded; retry shortly",
+            Reason::BodyRequired => "This operation requires a request body",
+            Reason::BodyForbidden => "This operation takes no request body",
+            Reason::JsonLimitExceeded => "The request body exceeds the JSON structure limits",
+            Reason::SchemaViolation => "The request body does not match the API contract",
+            Reason::ParameterInvalid => "A request parameter does not match the API contract",
+            Reason::InputSuspicious => "The request contains a disallowed pattern",
+            Reason::ResponseUnredactable => "The response could not be delivered safely",
+            Reason::UpstreamFailure => "The service failed to process the request",
+            Reason::Lockdown => "The API is temporarily unavailable",
+            Reason::CredentialRevoked => "The credential has been revoked",
         }
     }
 
@@ -272,7 +336,16 @@ impl Reason {
             | Reason::AuthLockedOut
             | Reason::TrailersUnsupported
             | Reason::ConcurrencyLimited
-            | Reason::VerificationOverloaded => Challenge::None,
+            | Reason::VerificationOverloaded
+            | Reason::BodyRequired
+            | Reason::BodyForbidden
+            | Reason::JsonLimitExceeded
+            | Reason::SchemaViolation
+            | Reason::ParameterInvalid
+            | Reason::InputSuspicious
+            | Reason::ResponseUnredactable
+            | Reason::UpstreamFailure
+            | Reason::Lockdown => Challenge::None,
             Reason::ApiKeyInvalid | Reason::ApiKeyMissing => Challenge::ApiKey,
             Reason::StepUpRequired => Challenge::InsufficientUserAuthentication,
             Reason::TokenMissing => Challenge::Bare,
@@ -298,6 +371,19 @@ pub struct Refusal {
     pub route_id: Option<String>,
 }
 
+/// One field that broke the contract: where (a JSON pointer, RFC 6901) and which rule (the
+/// schema keyword, e.g. `type`, `required`, `format`, or a limit name such as `max_depth`).
+/// Never the value. Whoever builds a pointer must not copy client-chosen member names into it
+/// unless the schema declares them (see `validation`), so the body cannot carry client text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub pointer: String,
+    pub keyword: String,
+}
+
+/// At most this many violations are listed in one problem body.
+pub const MAX_VIOLATIONS: usize = 10;
+
 /// Context a refusal may mention: never request data beyond the request id (which Envoy
 /// generated or validated) and configuration values (scopes, allowed methods).
 #[derive(Debug, Default, Clone, Copy)]
@@ -314,6 +400,8 @@ pub struct RefusalContext<'a> {
     pub max_age: Option<i64>,
     /// More headers (rate-limit fields).
     pub extra_headers: &'a [(&'static str, String)],
+    /// Fields that broke the contract, listed as the problem's `errors` member.
+    pub violations: &'a [Violation],
 }
 
 impl Refusal {
@@ -336,7 +424,7 @@ impl Refusal {
             reason,
             status: reason.status(),
             headers,
-            body: problem_body(reason, ctx.request_id),
+            body: problem_body(reason, ctx.request_id, ctx.violations),
             locked_out: false,
             route_id: None,
         }
@@ -375,7 +463,7 @@ fn www_authenticate(reason: Reason, ctx: &RefusalContext<'_>) -> Option<String> 
 }
 
 /// RFC 9457 body. The request id is the only request-derived value and is JSON-escaped.
-fn problem_body(reason: Reason, request_id: Option<&str>) -> String {
+fn problem_body(reason: Reason, request_id: Option<&str>, violations: &[Violation]) -> String {
     let mut body = serde_json::Map::new();
     body.insert(
         "type".into(),
@@ -385,6 +473,14 @@ fn problem_body(reason: Reason, request_id: Option<&str>) -> String {
     body.insert("status".into(), reason.status().into());
     if let Some(id) = request_id.filter(|id| is_safe_request_id(id)) {
         body.insert("request_id".into(), id.into());
+    }
+    if !violations.is_empty() {
+        let errors = violations
+            .iter()
+            .take(MAX_VIOLATIONS)
+            .map(|v| serde_json::json!({"pointer": v.pointer, "keyword": v.keyword}))
+            .collect();
+        body.insert("errors".into(), serde_json::Value::Array(errors));
     }
     serde_json::Value::Object(body).to_string()
 }
