@@ -5,12 +5,14 @@
 //! matcher, algorithm lists). Every error names the path of the offending field, e.g.
 //! `providers[0].jwks.remote.cluster: must not be empty`. Nothing is re-parsed per request.
 
+use crate::audit::{AuditSettings, RawAudit};
 use crate::authn::apikey::{parse_sha256_hex, ApiKey, ApiKeys};
 use crate::authn::extract::TokenSource;
 use crate::authn::jwks::{parse_algorithm, KeyFamily, KeyOrigin, KeySet};
 use crate::authn::keys::{KeySource, RemoteJwks};
 use crate::authn::provider::{ClaimHeader, Provider};
 use crate::decision::Reason;
+use crate::incident::{Lockdown, RawLockdown, RawRevocations, Revocations};
 use crate::ratelimit::gcra::Rate;
 use crate::ratelimit::{KeyPart, RateLimiting, RawRateLimits};
 use crate::routes::{RouteSpec, RouteTable};
@@ -78,6 +80,12 @@ struct RawConfig {
     #[serde(default)]
     verification_budget: RawBudget,
     routes: Vec<RouteSpec>,
+    #[serde(default)]
+    lockdown: RawLockdown,
+    #[serde(default)]
+    revoked: RawRevocations,
+    #[serde(default)]
+    audit: RawAudit,
 }
 
 /// Cold signature verifications per worker: `burst` at once, then `requests` per `per_seconds`.
@@ -294,6 +302,11 @@ pub struct Config {
     /// Every header finguard sets upstream (claims, API-key identity): always removed from
     /// client requests.
     pub identity_headers: Vec<String>,
+    /// Incident lever: refuse everything but an allowlist (503).
+    pub lockdown: Lockdown,
+    /// Incident lever: credentials refused although they verify.
+    pub revoked: Revocations,
+    pub audit: AuditSettings,
 }
 
 const SUPPORTED_ALGORITHMS: &str =
@@ -385,6 +398,12 @@ impl Config {
             return err("api_keys", "routes accept API keys but none is configured");
         }
 
+        let route_ids: Vec<&str> = routes.routes().iter().map(|r| r.id.as_str()).collect();
+        let lockdown = Lockdown::compile(raw.lockdown, &route_ids)?;
+        let key_ids: Vec<&str> = api_keys.keys.iter().map(|k| k.id.as_str()).collect();
+        let revoked = Revocations::compile(raw.revoked, &key_ids)?;
+        let audit = AuditSettings::compile(raw.audit)?;
+
         let route_limits = || routes.routes().iter().flat_map(|r| &r.rate_limits);
         let needs_client_address = rate_limits.lockout.is_some()
             || rate_limits
@@ -410,6 +429,9 @@ impl Config {
             has_rate_limits,
             rate_limits,
             identity_headers: identity_headers.into_iter().collect(),
+            lockdown,
+            revoked,
+            audit,
         })
     }
 }

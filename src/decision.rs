@@ -359,7 +359,7 @@ impl Reason {
 pub const PROBLEM_TYPE_BASE: &str = "https://finguard.dev/problems/";
 
 /// A refusal ready to be sent: status, headers and body, all computed by the pure core.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
     pub reason: Reason,
     pub status: u32,
@@ -369,6 +369,8 @@ pub struct Refusal {
     pub locked_out: bool,
     /// The matched route's id, when a route matched (for the audit record).
     pub route_id: Option<String>,
+    /// The authenticated caller, when the refusal came after authentication (audit record).
+    pub caller: Option<Caller>,
 }
 
 /// One field that broke the contract: where (a JSON pointer, RFC 6901) and which rule (the
@@ -427,6 +429,7 @@ impl Refusal {
             body: problem_body(reason, ctx.request_id, ctx.violations),
             locked_out: false,
             route_id: None,
+            caller: None,
         }
     }
 }
@@ -542,6 +545,9 @@ pub struct Forward {
     pub response_headers: Vec<(&'static str, String)>,
     /// In-flight units taken; the host gives them back when the stream ends.
     pub permits: Vec<crate::ratelimit::concurrency::Permit>,
+    /// The matched route's index and the authenticated caller (audit record).
+    pub route: Option<usize>,
+    pub caller: Option<Caller>,
 }
 
 #[cfg(test)]

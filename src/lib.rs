@@ -4,10 +4,12 @@
 //! only [`host`] talks to the proxy-wasm ABI. See DESIGN.md for the shape and README.md for the
 //! configuration reference.
 
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod config;
 pub mod decision;
+pub mod incident;
 pub mod json;
 pub mod pipeline;
 pub mod ratelimit;

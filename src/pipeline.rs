@@ -20,6 +20,7 @@ use crate::authn::{extract, Authenticator, AuthnError, AuthnState};
 use crate::authz::{AuthPolicy, Principal};
 use crate::config::{Config, Mode};
 use crate::decision::{Caller, Forward, PendingBody, Reason, Refusal, RefusalContext, Verdict};
+use crate::incident::CredentialIds;
 use crate::json;
 use crate::ratelimit::concurrency::{self, ConcurrencyLimit};
 use crate::ratelimit::{self, store::CounterStore, Identity, Limit, LimitDecision};
@@ -45,6 +46,8 @@ struct Judge<'a> {
     request_id: Option<&'a str>,
     /// The matched route, named in refusals for the audit record.
     route_id: Option<&'a str>,
+    /// The authenticated caller, once known (audit record).
+    caller: Option<&'a Caller>,
 }
 
 impl Judge<'_> {
@@ -62,6 +65,7 @@ impl Judge<'_> {
         if mode == Mode::Monitor {
             return Verdict::Allow(Forward {
                 monitored: Some(reason),
+                caller: self.caller.cloned(),
                 ..forward
             });
         }
@@ -75,6 +79,7 @@ impl Judge<'_> {
         };
         let mut refusal = Refusal::new(reason, &ctx);
         refusal.route_id = self.route_id.map(str::to_owned);
+        refusal.caller = self.caller.cloned();
         Verdict::Refuse(refusal)
     }
 
@@ -117,6 +122,7 @@ pub fn on_request_headers(
         config,
         request_id: request.request_id(),
         route_id: None,
+        caller: None,
     };
     let mut forward = Forward::default();
     // Client-supplied copies of the headers finguard vouches for are never forwarded, whatever
@@ -140,6 +146,9 @@ pub fn on_request_headers(
     let host = request.header(":authority").unwrap_or("");
     let matched = match config.routes.lookup(host, request.method(), path) {
         Ok(matched) => matched,
+        Err(_) if config.lockdown.refuses(request.method(), None) => {
+            return refuse_lockdown(&judge, config, forward);
+        }
         Err(no_route) => {
             let ctx = RefusalContext {
                 allowed_methods: &no_route.allowed_methods,
@@ -149,10 +158,14 @@ pub fn on_request_headers(
         }
     };
     let route = matched.route;
+    forward.route = Some(matched.index);
     let judge = Judge {
         route_id: Some(&route.id),
         ..judge
     };
+    if config.lockdown.refuses(request.method(), Some(&route.id)) {
+        return refuse_lockdown(&judge, config, forward);
+    }
     let limiting = &config.rate_limits;
     let address = request.client_address(limiting.trusted_forwarded_hops);
     let Some(policy) = &route.auth else {
@@ -210,6 +223,10 @@ pub fn on_request_headers(
             return verdict;
         }
     };
+    let judge = Judge {
+        caller: Some(&caller),
+        ..judge
+    };
     let Some((principal, provider)) = principal_of(config, &caller) else {
         return judge.refuse(
             Reason::ApiKeyInvalid,
@@ -217,12 +234,16 @@ pub fn on_request_headers(
             forward,
         );
     };
+    let who = identity(config, &caller, address, &route.id);
+    // Revocation is an incident lever: enforced whatever the mode, cache hits included.
+    if let Err(reason) = config.revoked.check(credential_ids(&who, &caller)) {
+        return judge.refuse(reason, Mode::Enforce, forward);
+    }
     let mode = judge.mode(Some(route), provider);
     if let Err(reason) = policy.check_headers(principal, |name| matched.params.get(name), now) {
         return refuse_unauthorized(&judge, policy, reason, mode, forward);
     }
 
-    let who = identity(config, &caller, address, &route.id);
     let verdict = apply_limits(&judge, config, route, &who, state.store, now_us, forward);
     let Verdict::Allow(mut forward) = verdict else {
         return verdict;
@@ -252,6 +273,7 @@ pub fn on_request_headers(
         Caller::Token(token) => forward.set.extend(token.forward_headers.iter().cloned()),
         Caller::ApiKey(index) => forward.set.extend(config.api_keys.forward_headers(*index)),
     }
+    forward.caller = Some(caller.clone());
     if policy.needs_body() {
         let pending = PendingBody {
             route: matched.index,
@@ -277,6 +299,26 @@ fn principal_of<'c>(
             .keys
             .get(*index)
             .map(|key| (Principal::ApiKey(key), None)),
+    }
+}
+
+/// The lockdown lever: always enforced, with `Retry-After`.
+fn refuse_lockdown(judge: &Judge<'_>, config: &Config, forward: Forward) -> Verdict {
+    let seconds = config.lockdown.retry_after_seconds;
+    judge.refuse_after(Reason::Lockdown, Mode::Enforce, forward, seconds)
+}
+
+/// What the revocation lists can name a caller by.
+fn credential_ids<'a>(who: &Identity<'a>, caller: &'a Caller) -> CredentialIds<'a> {
+    let jti = match caller {
+        Caller::Token(token) => token.claims.get("jti").and_then(serde_json::Value::as_str),
+        Caller::ApiKey(_) => None,
+    };
+    CredentialIds {
+        jti,
+        subject: who.subject,
+        client: who.client,
+        api_key: who.api_key,
     }
 }
 
@@ -452,6 +494,7 @@ pub fn on_request_body(config: &Config, pending: &PendingBody, body: &[u8], now:
         config,
         request_id: pending.request_id.as_deref(),
         route_id: None,
+        caller: Some(&pending.principal),
     };
     let Some(route) = config.routes.routes().get(pending.route) else {
         return judge.refuse(Reason::PolicyUnavailable, Mode::Enforce, Forward::default());
@@ -510,6 +553,7 @@ fn refuse_held(config: &Config, pending: &PendingBody, reason: Reason) -> Verdic
         config,
         request_id: pending.request_id.as_deref(),
         route_id: route.map(|r| r.id.as_str()),
+        caller: Some(&pending.principal),
     };
     let provider = match &pending.principal {
         Caller::Token(token) => Some(token.provider),
@@ -649,6 +693,89 @@ mod tests {
             Verdict::Refuse(r) => r.reason,
             other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn lockdown_refuses_all_but_the_allowlist_whatever_the_mode() {
+        let c = config(
+            json!({"lockdown": {"enabled": true, "allow_routes": ["health"],
+                                           "retry_after_seconds": 30}}),
+        );
+        let mut vm = Vm::new(&c);
+        let bearer = format!("Bearer {}", token(claims()));
+        let Verdict::Refuse(r) = vm.judge(
+            &c,
+            &request("/v1/accounts/1", &[("authorization", &bearer)]),
+        ) else {
+            panic!()
+        };
+        assert_eq!((r.reason, r.status), (Reason::Lockdown, 503));
+        assert!(r.headers.contains(&("retry-after", "30".to_string())));
+        assert_eq!(r.route_id.as_deref(), Some("accounts"));
+        // Unmatched paths too (no route enumeration during a lockdown); monitor routes too.
+        assert_eq!(
+            refused(vm.judge(&c, &request("/nope", &[]))),
+            Reason::Lockdown
+        );
+        assert_eq!(
+            refused(vm.judge(&c, &request("/v1/shadow", &[]))),
+            Reason::Lockdown
+        );
+        assert!(matches!(
+            vm.judge(&c, &request("/healthz", &[])),
+            Verdict::Allow(_)
+        ));
+        // A read-only lockdown.
+        let c = config(json!({"lockdown": {"enabled": true, "allow_methods": ["GET"]}}));
+        assert!(matches!(
+            vm.judge(
+                &c,
+                &request("/v1/accounts/1", &[("authorization", &bearer)])
+            ),
+            Verdict::Allow(_)
+        ));
+        let post = request(
+            "/v1/customers/alice/payments",
+            &[(":method", "POST"), ("authorization", &bearer)],
+        );
+        assert_eq!(refused(vm.judge(&c, &post)), Reason::Lockdown);
+    }
+
+    #[test]
+    fn revoked_credentials_are_refused_even_from_the_cache() {
+        let mut with_jti = claims();
+        with_jti["jti"] = json!("t-1");
+        let bearer = format!("Bearer {}", token(with_jti));
+        let r = request("/v1/accounts/1", &[("authorization", &bearer)]);
+        let open = config(json!({}));
+        let mut vm = Vm::new(&open);
+        let Verdict::Allow(forward) = vm.judge(&open, &r) else {
+            panic!()
+        };
+        assert!(matches!(forward.caller, Some(Caller::Token(_))));
+        assert_eq!(vm.cache.len(), 1);
+        for revoked in [json!({"jti": ["t-1"]}), json!({"subjects": ["alice"]})] {
+            let c = config(json!({"revoked": revoked}));
+            let Verdict::Refuse(refusal) = vm.judge(&c, &r) else {
+                panic!()
+            };
+            assert_eq!(
+                (refusal.reason, refusal.status),
+                (Reason::CredentialRevoked, 401)
+            );
+            assert!(
+                refusal.caller.is_some(),
+                "the audit record names the caller"
+            );
+        }
+        // A revoked API key looks exactly like an unknown one.
+        let c = config(json!({"revoked": {"api_keys": ["k1"]}}));
+        let keyed = request("/v1/batch", &[("x-api-key", "batch-secret")]);
+        assert_eq!(refused(vm.judge(&c, &keyed)), Reason::ApiKeyInvalid);
+        assert!(matches!(vm.judge(&open, &keyed), Verdict::Allow(_)));
+        // Revocation is enforced on monitor routes too.
+        let c = config(json!({"mode": "monitor", "revoked": {"subjects": ["alice"]}}));
+        assert_eq!(refused(vm.judge(&c, &r)), Reason::CredentialRevoked);
     }
 
     #[test]
