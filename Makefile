@@ -11,7 +11,7 @@ ENVOY_BIN ?= $(shell ls $(CURDIR)/$(VENV)/lib/python3*/site-packages/envoy/_bin/
 WASM_BINDGEN_VERSION = $(shell awk '/^name = "wasm-bindgen"$$/ {getline; gsub(/"/, "", $$3); print $$3}' Cargo.lock)
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: build wasm-target envoy test test-unit test-e2e test-wasm lint run bench flood fuzz docker-up clean
+.PHONY: build wasm-target envoy test test-unit test-e2e test-wasm lint run reload bench flood fuzz docker-up clean
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -57,6 +57,11 @@ lint: wasm-target
 # Build, fetch Envoy, start the demo (upstream API, JWKS, Envoy with finguard) and print curl lines.
 run: build envoy
 	ENVOY_BIN="$(ENVOY_BIN)" FINGUARD_WASM="$(CURDIR)/$(WASM)" cargo run --quiet -p testkit --bin finguard-demo
+
+# Replace the running demo's policy without a restart (ECDS): POLICY=path/to/policy.json, default
+# envoy/demo-config.json. Prints whether Envoy applied or rejected it.
+reload:
+	cargo run --quiet -p testkit --bin finguard-demo -- --reload $(POLICY)
 
 bench: build envoy
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt

@@ -9,7 +9,9 @@
 use super::abi;
 use super::root::{BodyProgress, Stream, Vm, Waiter};
 use super::shared_store::SharedData;
-use super::{log, now_ms};
+use super::telemetry::{self, SharedRecord};
+use super::{log, now_ms, now_ns};
+use crate::audit::{metric, StreamFacts};
 use crate::decision::{Forward, PendingBody, Reason, Refusal, RefusalContext, Verdict};
 use crate::pipeline::{self, VmState};
 use crate::ratelimit::concurrency;
@@ -29,6 +31,12 @@ pub struct FilterContext {
     vm: Shared,
     /// Added to the upstream's response (rate-limit fields on allowed requests).
     response_headers: Vec<(&'static str, String)>,
+    /// What the audit line and the metrics will say about this request.
+    record: SharedRecord,
+    /// For the audit line (read once with the headers, when auditing is on).
+    request_id: Option<String>,
+    method: Option<String>,
+    route_has_limits: bool,
 }
 
 impl FilterContext {
@@ -37,91 +45,32 @@ impl FilterContext {
             context_id,
             vm,
             response_headers: Vec::new(),
+            record: SharedRecord::default(),
+            request_id: None,
+            method: None,
+            route_has_limits: false,
         }
+    }
+
+    /// Adds the time since `started_ns` to this request's filter time and to the phase's
+    /// histogram.
+    fn timed(&self, phase: &str, started_ns: i64) {
+        let micros = u64::try_from(now_ns().saturating_sub(started_ns) / 1000).unwrap_or(0);
+        if let Ok(mut record) = self.record.try_borrow_mut() {
+            record.filter_us = record.filter_us.saturating_add(micros);
+        }
+        telemetry::histogram(&metric::phase_time(phase), micros);
     }
 }
 
 impl Context for FilterContext {}
 
 impl HttpContext for FilterContext {
-    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
-        let Some(headers) = request_headers() else {
-            log(LogLevel::Error, "cannot read request headers; refusing");
-            return refuse_internal();
-        };
-        let mut request = RequestView::new(headers);
-        let now = now_ms();
-        // The borrow ends before the verdict is applied (applying calls into Envoy).
-        let (verdict, config) = {
-            let Ok(mut guard) = self.vm.try_borrow_mut() else {
-                return refuse_internal();
-            };
-            let Some(vm) = guard.as_mut() else {
-                drop(guard);
-                return refuse_without_policy(&request);
-            };
-            let config = Rc::clone(&vm.config);
-            if config.needs_client_address {
-                if let Some(address) = source_address() {
-                    request = request.with_source_address(&address);
-                }
-            }
-            let state = VmState {
-                keys: &mut vm.keys,
-                cache: &mut vm.cache,
-                store: &mut SharedData,
-                budget: &mut vm.budget,
-            };
-            let verdict = pipeline::on_request_headers(&config, &request, state, now, true);
-            if let Verdict::WaitForKeys { route, .. } = verdict {
-                let deadline_ms =
-                    now.saturating_add(i64::try_from(config.jwks_wait_ms).unwrap_or(0));
-                let waiter = Waiter {
-                    request,
-                    deadline_ms,
-                    key_generation: vm.key_generation,
-                    route,
-                    body: if end_of_stream {
-                        BodyProgress::Complete(Vec::new())
-                    } else {
-                        BodyProgress::Open
-                    },
-                };
-                vm.streams.insert(self.context_id, Stream::Waiting(waiter));
-                return Action::Pause;
-            }
-            (verdict, config)
-        };
-        match verdict {
-            Verdict::ReadBody { forward, pending } => {
-                hold_permits(&self.vm, self.context_id, &forward);
-                if !apply_forward(&forward) {
-                    return Action::Pause;
-                }
-                if end_of_stream {
-                    // No body will come: judge the empty one now.
-                    let verdict = pipeline::on_request_body(&config, &pending, &[], now / 1000);
-                    return if apply_verdict(&verdict) {
-                        Action::Continue
-                    } else {
-                        Action::Pause
-                    };
-                }
-                self.set_stream(Stream::ReadingBody(pending));
-                Action::Pause
-            }
-            Verdict::Allow(forward) => {
-                hold_permits(&self.vm, self.context_id, &forward);
-                self.response_headers = forward.response_headers.clone();
-                if apply_forward(&forward) {
-                    Action::Continue
-                } else {
-                    Action::Pause
-                }
-            }
-            verdict if apply_verdict(&verdict) => Action::Continue,
-            _ => Action::Pause,
-        }
+    fn on_http_request_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
+        let started = now_ns();
+        let action = self.judge_headers(headers, end_of_stream, started / 1_000_000);
+        self.timed("request_headers", started);
+        action
     }
 
     /// Trailers end the request without a final body callback. A held request must not be
@@ -147,6 +96,7 @@ impl HttpContext for FilterContext {
                 Some(Stream::ReadingBody(pending)) => {
                     let verdict = pipeline::on_request_trailers(&config, pending);
                     vm.streams.remove(&self.context_id);
+                    telemetry::note(&self.record, &config, &verdict);
                     verdict
                 }
             }
@@ -166,7 +116,130 @@ impl HttpContext for FilterContext {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let now = now_ms();
+        let started = now_ns();
+        let action = self.judge_body(body_size, end_of_stream, started / 1_000_000);
+        self.timed("request_body", started);
+        action
+    }
+
+    /// Stream end: one audit line and the request's metrics.
+    fn on_log(&mut self) {
+        let Ok(guard) = self.vm.try_borrow() else {
+            return;
+        };
+        let Some(vm) = guard.as_ref() else {
+            return;
+        };
+        let Ok(record) = self.record.try_borrow() else {
+            return;
+        };
+        let facts = StreamFacts {
+            now_ms: now_ns() / 1_000_000,
+            request_id: self.request_id.as_deref(),
+            method: self.method.as_deref(),
+            status: telemetry::response_code(),
+            route_has_limits: self.route_has_limits,
+        };
+        telemetry::finish(&record, &vm.config, facts);
+    }
+}
+
+impl FilterContext {
+    fn judge_headers(&mut self, _headers: usize, end_of_stream: bool, now: i64) -> Action {
+        let Some(headers) = request_headers() else {
+            log(LogLevel::Error, "cannot read request headers; refusing");
+            return refuse_internal();
+        };
+        let mut request = RequestView::new(headers);
+        // The borrow ends before the verdict is applied (applying calls into Envoy).
+        let (verdict, config) = {
+            let Ok(mut guard) = self.vm.try_borrow_mut() else {
+                return refuse_internal();
+            };
+            let Some(vm) = guard.as_mut() else {
+                drop(guard);
+                return refuse_without_policy(&request);
+            };
+            let config = Rc::clone(&vm.config);
+            if config.needs_client_address {
+                if let Some(address) = source_address() {
+                    request = request.with_source_address(&address);
+                }
+            }
+            let state = VmState {
+                keys: &mut vm.keys,
+                cache: &mut vm.cache,
+                store: &mut SharedData,
+                budget: &mut vm.budget,
+            };
+            let verdict = pipeline::on_request_headers(&config, &request, state, now, true);
+            if config.audit.enabled {
+                self.request_id = request.request_id().map(str::to_owned);
+                self.method = Some(request.method().to_owned());
+            }
+            if let Verdict::WaitForKeys { route, .. } = verdict {
+                self.route_has_limits = config
+                    .routes
+                    .routes()
+                    .get(route)
+                    .is_some_and(|r| !r.rate_limits.is_empty());
+                let deadline_ms =
+                    now.saturating_add(i64::try_from(config.jwks_wait_ms).unwrap_or(0));
+                let waiter = Waiter {
+                    record: Rc::clone(&self.record),
+                    request,
+                    deadline_ms,
+                    key_generation: vm.key_generation,
+                    route,
+                    body: if end_of_stream {
+                        BodyProgress::Complete(Vec::new())
+                    } else {
+                        BodyProgress::Open
+                    },
+                };
+                vm.streams.insert(self.context_id, Stream::Waiting(waiter));
+                return Action::Pause;
+            }
+            telemetry::note(&self.record, &config, &verdict);
+            self.route_has_limits = !config.rate_limits.global.is_empty()
+                || matches!(&verdict, Verdict::Allow(f) | Verdict::ReadBody { forward: f, .. }
+                    if f.route.and_then(|i| config.routes.routes().get(i)).is_some_and(|r| !r.rate_limits.is_empty()));
+            (verdict, config)
+        };
+        match verdict {
+            Verdict::ReadBody { forward, pending } => {
+                hold_permits(&self.vm, self.context_id, &forward);
+                if !apply_forward(&forward) {
+                    return Action::Pause;
+                }
+                if end_of_stream {
+                    // No body will come: judge the empty one now.
+                    let verdict = pipeline::on_request_body(&config, &pending, &[], now / 1000);
+                    telemetry::note(&self.record, &config, &verdict);
+                    return if apply_verdict(&verdict) {
+                        Action::Continue
+                    } else {
+                        Action::Pause
+                    };
+                }
+                self.set_stream(Stream::ReadingBody(pending));
+                Action::Pause
+            }
+            Verdict::Allow(forward) => {
+                hold_permits(&self.vm, self.context_id, &forward);
+                self.response_headers = forward.response_headers.clone();
+                if apply_forward(&forward) {
+                    Action::Continue
+                } else {
+                    Action::Pause
+                }
+            }
+            verdict if apply_verdict(&verdict) => Action::Continue,
+            _ => Action::Pause,
+        }
+    }
+
+    fn judge_body(&mut self, body_size: usize, end_of_stream: bool, now: i64) -> Action {
         let (verdict, pending) = {
             let Ok(mut guard) = self.vm.try_borrow_mut() else {
                 return refuse_internal();
@@ -218,15 +291,18 @@ impl HttpContext for FilterContext {
             }
         };
         drop(pending);
+        if let Ok(guard) = self.vm.try_borrow() {
+            if let Some(vm) = guard.as_ref() {
+                telemetry::note(&self.record, &vm.config, &verdict);
+            }
+        }
         if apply_verdict(&verdict) {
             Action::Continue
         } else {
             Action::Pause
         }
     }
-}
 
-impl FilterContext {
     fn set_stream(&self, stream: Stream) {
         if let Ok(mut guard) = self.vm.try_borrow_mut() {
             if let Some(vm) = guard.as_mut() {

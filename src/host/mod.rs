@@ -8,6 +8,7 @@ mod http;
 mod jwks_sync;
 mod root;
 mod shared_store;
+mod telemetry;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::LogLevel;
@@ -26,8 +27,14 @@ fn log(level: LogLevel, message: &str) {
 /// Milliseconds since the Unix epoch by Envoy's clock (0 if the host cannot tell, which makes
 /// every token look expired: fail closed).
 fn now_ms() -> i64 {
+    now_ns() / 1_000_000
+}
+
+/// Nanoseconds since the Unix epoch by Envoy's clock (0 if the host cannot tell). One host call:
+/// the phases read it once at their start and once at their end (filter time).
+fn now_ns() -> i64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }

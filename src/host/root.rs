@@ -8,7 +8,8 @@ use super::http::{
     apply_forward, apply_verdict, hold_permits, judge_complete_body, FilterContext, Shared,
 };
 use super::shared_store::SharedData;
-use super::{jwks_sync, log, now_ms};
+use super::{jwks_sync, log, now_ms, telemetry};
+use crate::audit::metric;
 use crate::authn::budget::VerificationBudget;
 use crate::authn::cache::TokenCache;
 use crate::authn::jwks::{KeyOrigin, KeySet};
@@ -56,6 +57,8 @@ pub enum Stream {
 }
 
 pub struct Waiter {
+    /// The request's audit record, updated by whoever judges it.
+    pub record: super::telemetry::SharedRecord,
     pub request: RequestView,
     pub deadline_ms: i64,
     pub key_generation: u64,
@@ -172,11 +175,13 @@ impl Context for Root {
                         keys.len()
                     ),
                 );
+                telemetry::count(&metric::jwks_fetch(&p.name, true), 1);
                 // Release the lease; the published fetch time now decides when the next is due.
                 jwks_sync::hold_lease_until(&p.name, vm.nonce, now);
                 vm.install(provider, keys, fetched_at, None);
             }
             Err(why) => {
+                telemetry::count(&metric::jwks_fetch(&p.name, false), 1);
                 log(
                     LogLevel::Warn,
                     &format!("provider {}: JWKS fetch failed: {why}", p.name),
@@ -206,6 +211,7 @@ impl RootContext for Root {
             Ok(config) => config,
             Err(e) => {
                 log(LogLevel::Critical, &format!("configuration refused: {e}"));
+                telemetry::count(metric::CONFIG_REJECTED, 1);
                 return self.refuse_configuration();
             }
         };
@@ -236,12 +242,14 @@ impl RootContext for Root {
         // Remember, for this Envoy process, that a valid policy has been serving.
         let _ = hostcalls::set_shared_data(CONFIG_LOADED_KEY, Some(b"1"), None);
         log(LogLevel::Info, "configuration loaded");
+        telemetry::count(metric::CONFIG_LOADED, 1);
         true
     }
 
     fn on_tick(&mut self) {
         let now = now_ms();
         self.sync_keys(now);
+        self.report_key_age(now);
         self.answer_waiters(now);
     }
 
@@ -277,6 +285,25 @@ impl Root {
             *slot = None;
         }
         true
+    }
+
+    /// Seconds since each remote provider's keys were fetched (a gauge per provider).
+    fn report_key_age(&self, now: i64) {
+        let Ok(guard) = self.vm.try_borrow() else {
+            return;
+        };
+        let Some(vm) = guard.as_ref() else { return };
+        for (provider, (state, source)) in vm
+            .config
+            .providers
+            .iter()
+            .zip(vm.keys.iter().zip(&vm.config.key_sources))
+        {
+            if let (KeySource::Remote(_), Some(fetched_at)) = (source, state.fetched_at) {
+                let age = u64::try_from(now / 1000 - fetched_at).unwrap_or(0);
+                telemetry::gauge(&metric::jwks_key_age(&provider.name), age);
+            }
+        }
     }
 
     /// Installs newer published keys; fetches where due and the lease is ours.
@@ -380,8 +407,10 @@ impl Root {
                     store: &mut SharedData,
                     budget: &mut vm.budget,
                 };
-                match pipeline::on_request_headers(&config, &waiter.request, state, now, !timed_out)
-                {
+                let verdict =
+                    pipeline::on_request_headers(&config, &waiter.request, state, now, !timed_out);
+                telemetry::note(&waiter.record, &config, &verdict);
+                match verdict {
                     Verdict::WaitForKeys { .. } => {
                         vm.streams.insert(
                             context_id,
@@ -393,7 +422,10 @@ impl Root {
                     }
                     Verdict::ReadBody { forward, pending } => {
                         match judge_complete_body(&config, &pending, &waiter.body, now / 1000) {
-                            Some(verdict) => ready.push((context_id, verdict, Some(forward))),
+                            Some(verdict) => {
+                                telemetry::note(&waiter.record, &config, &verdict);
+                                ready.push((context_id, verdict, Some(forward)));
+                            }
                             None => {
                                 // The body is still arriving: its callbacks finish the job.
                                 vm.streams.insert(context_id, Stream::ReadingBody(pending));

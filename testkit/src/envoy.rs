@@ -232,22 +232,6 @@ impl EnvoyBuilder {
             Some(addr) => addr,
             None => loopback(free_port()?),
         };
-        let vars = [
-            ("ADMIN_PORT", admin_port.to_string()),
-            ("LISTEN_ADDRESS", self.listen_address.clone()),
-            ("LISTEN_PORT", listen_port.to_string()),
-            ("UPSTREAM_ADDRESS", upstream.ip().to_string()),
-            ("UPSTREAM_PORT", upstream.port().to_string()),
-            ("JWKS_ADDRESS", jwks.ip().to_string()),
-            ("JWKS_PORT", jwks.port().to_string()),
-            ("FINGUARD_WASM", wasm.display().to_string()),
-            (
-                "FINGUARD_CONFIG",
-                serde_json::to_string(&self.plugin_config)?,
-            ),
-        ];
-        let rendered = render(template, &vars)?;
-
         let (dir, temp) = match &self.work_dir {
             Some(dir) => {
                 fs::create_dir_all(dir)?;
@@ -260,6 +244,19 @@ impl EnvoyBuilder {
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
+        write_policy(&dir, wasm, &self.plugin_config)?;
+        let vars = [
+            ("POLICY_DIR", dir.display().to_string()),
+            ("ADMIN_PORT", admin_port.to_string()),
+            ("LISTEN_ADDRESS", self.listen_address.clone()),
+            ("LISTEN_PORT", listen_port.to_string()),
+            ("UPSTREAM_ADDRESS", upstream.ip().to_string()),
+            ("UPSTREAM_PORT", upstream.port().to_string()),
+            ("JWKS_ADDRESS", jwks.ip().to_string()),
+            ("JWKS_PORT", jwks.port().to_string()),
+        ];
+        let rendered = render(template, &vars)?;
+
         let config_path = dir.join("envoy.yaml");
         let log_path = dir.join("envoy.log");
         let admin_address_path = dir.join("admin.address");
@@ -278,6 +275,8 @@ impl EnvoyBuilder {
             .arg(&admin_address_path)
             .args(["--log-level", "info"])
             .args(["--component-log-level", "wasm:debug"])
+            // Access-log lines (stdout) reach the log within half a second, not Envoy's 10 s.
+            .args(["--file-flush-interval-msec", "500"])
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -301,6 +300,8 @@ impl EnvoyBuilder {
             listen: loopback(listen_port),
             admin: loopback(admin_port),
             log_path,
+            policy_dir: dir,
+            wasm: wasm.to_path_buf(),
             temp,
         };
         envoy.wait_ready(self.ready_timeout, &admin_address_path)?;
@@ -326,6 +327,9 @@ pub struct Envoy {
     listen: SocketAddr,
     admin: SocketAddr,
     log_path: PathBuf,
+    /// Where finguard-policy.yaml lives (Envoy watches it: ECDS).
+    policy_dir: PathBuf,
+    wasm: PathBuf,
     // Deleted after the process is gone (fields drop after Drop::drop ran); kept when the
     // owning test fails.
     temp: Option<tempfile::TempDir>,
@@ -372,6 +376,30 @@ impl Envoy {
         Request::new(self.admin, "GET", target)
             .timeout(Duration::from_secs(5))
             .try_send()
+    }
+
+    /// Replaces the running Envoy's finguard policy (ECDS from the watched file). Returns at once;
+    /// Envoy applies it within a second or so (see [`Envoy::ecds_counter`]).
+    pub fn reload(&self, config: &Value) -> Result<()> {
+        self.reload_text(&config.to_string())
+    }
+
+    /// [`Envoy::reload`] with any configuration text, valid or not.
+    pub fn reload_text(&self, plugin_config: &str) -> Result<()> {
+        write_policy(&self.policy_dir, &self.wasm, plugin_config)
+    }
+
+    /// A counter of the finguard filter's ECDS subscription (`config_reload`, `config_fail`).
+    pub fn ecds_counter(&self, name: &str) -> u64 {
+        let Ok(stats) = self.admin("/stats?filter=extension_config_discovery") else {
+            return 0;
+        };
+        stats
+            .text()
+            .lines()
+            .filter(|line| line.contains(".finguard.") && line.contains(&format!(".{name}:")))
+            .filter_map(|line| line.rsplit(':').next()?.trim().parse::<u64>().ok())
+            .sum()
     }
 
     /// The exit status, if the process has ended (it should not, while this value lives).
@@ -502,6 +530,23 @@ impl Drop for Envoy {
     }
 }
 
+/// Renders `envoy/finguard-policy.yaml` (the ECDS resource: module path and plugin
+/// configuration) into `dir`, atomically: a temporary file in the same directory renamed over
+/// the old one, so Envoy's directory watch never reads half a file.
+pub fn write_policy(dir: &Path, wasm: &Path, plugin_config: &str) -> Result<()> {
+    let template = fs::read_to_string(workspace_root().join("envoy/finguard-policy.yaml"))
+        .context("reading envoy/finguard-policy.yaml")?;
+    let vars = [
+        ("FINGUARD_WASM", wasm.display().to_string()),
+        ("FINGUARD_CONFIG", serde_json::to_string(plugin_config)?),
+    ];
+    let rendered = render(&template, &vars)?;
+    let temp = dir.join(".finguard-policy.yaml.tmp");
+    fs::write(&temp, rendered)?;
+    fs::rename(&temp, dir.join("finguard-policy.yaml"))?;
+    Ok(())
+}
+
 /// The last `lines` lines of `text`.
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
@@ -539,8 +584,7 @@ mod tests {
             "UPSTREAM_PORT",
             "JWKS_ADDRESS",
             "JWKS_PORT",
-            "FINGUARD_WASM",
-            "FINGUARD_CONFIG",
+            "POLICY_DIR",
         ]
         .into_iter()
         .map(|name| (name, "1".to_owned()))

@@ -15,10 +15,12 @@ use anyhow::{Context, Result};
 use testkit::envoy::EnvoyBuilder;
 use testkit::{fixtures, workspace_root, Algorithm, JwksServer, TokenBuilder, Upstream};
 
-const USAGE: &str = "usage: finguard-demo [--docker]
+const USAGE: &str = "usage: finguard-demo [--docker | --reload [POLICY.json]]
 
 Runs the demo API behind Envoy and finguard until Ctrl-C. With --docker, Envoy runs in the pinned
-envoyproxy/envoy image (envoy/docker-compose.yml, host networking) with the same envoy.yaml. Environment: LISTEN_ADDRESS
+envoyproxy/envoy image (envoy/docker-compose.yml, host networking) with the same envoy.yaml.
+With --reload, replaces the running demo's policy (default envoy/demo-config.json) through ECDS
+and reports whether Envoy applied or rejected it. Environment: LISTEN_ADDRESS
 (127.0.0.1), LISTEN_PORT (10000), ADMIN_PORT (9901), UPSTREAM_PORT (18080), JWKS_PORT (18081),
 ENVOY_BIN, FINGUARD_WASM.";
 
@@ -27,6 +29,7 @@ fn main() -> Result<()> {
     let docker = match std::env::args().nth(1).as_deref() {
         None => false,
         Some("--docker") => true,
+        Some("--reload") => return reload(std::env::args().nth(2)),
         Some("-h" | "--help") => {
             println!("{USAGE}");
             return Ok(());
@@ -114,12 +117,16 @@ fn run_in_docker(
         ("UPSTREAM_PORT", upstream.addr().port().to_string()),
         ("JWKS_ADDRESS", jwks.addr().ip().to_string()),
         ("JWKS_PORT", jwks.addr().port().to_string()),
-        ("FINGUARD_WASM", "/etc/finguard/finguard.wasm".to_owned()),
-        ("FINGUARD_CONFIG", serde_json::to_string(config)?),
+        ("POLICY_DIR", "/etc/envoy/policy".to_owned()),
     ];
     let rendered = testkit::envoy::render(&template, &vars)?;
     let out_dir = root.join("envoy/build/docker");
-    std::fs::create_dir_all(&out_dir)?;
+    std::fs::create_dir_all(out_dir.join("policy"))?;
+    testkit::envoy::write_policy(
+        &out_dir.join("policy"),
+        std::path::Path::new(DOCKER_WASM),
+        config,
+    )?;
     std::fs::write(out_dir.join("envoy.yaml"), rendered)?;
     print_walkthrough(listen_port, admin_port);
     let status = std::process::Command::new("docker")
@@ -130,6 +137,64 @@ fn run_in_docker(
         .context("running docker compose (is Docker installed?)")?;
     anyhow::ensure!(status.success(), "docker compose exited with {status}");
     Ok(())
+}
+
+/// The module's path inside the container (docker-compose.yml mounts it there).
+const DOCKER_WASM: &str = "/etc/finguard/finguard.wasm";
+
+/// `make reload`: writes the policy where the running demo's Envoy (local or Docker) watches
+/// it, then reads Envoy's ECDS counters to say whether it was applied or rejected.
+fn reload(policy: Option<String>) -> Result<()> {
+    let root = workspace_root();
+    let path = policy.map_or_else(|| root.join("envoy/demo-config.json"), Into::into);
+    let config =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let admin_port: u16 = env_or("ADMIN_PORT", 9901)?;
+    let admin = testkit::loopback(admin_port);
+    let counter = |name: &str| -> u64 {
+        testkit::Request::new(admin, "GET", "/stats?filter=extension_config_discovery")
+            .timeout(Duration::from_secs(2))
+            .try_send()
+            .map(|r| {
+                r.text()
+                    .lines()
+                    .filter(|l| l.contains(".finguard.") && l.contains(&format!(".{name}:")))
+                    .filter_map(|l| l.rsplit(':').next()?.trim().parse::<u64>().ok())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let (applied, failed) = (counter("config_reload"), counter("config_fail"));
+    let mut targets = Vec::new();
+    let demo = root.join("envoy/build/demo");
+    if demo.join("finguard-policy.yaml").is_file() {
+        testkit::envoy::write_policy(&demo, &testkit::envoy::wasm_path()?, &config)?;
+        targets.push(demo);
+    }
+    let docker = root.join("envoy/build/docker/policy");
+    if docker.join("finguard-policy.yaml").is_file() {
+        testkit::envoy::write_policy(&docker, std::path::Path::new(DOCKER_WASM), &config)?;
+        targets.push(docker);
+    }
+    anyhow::ensure!(
+        !targets.is_empty(),
+        "no running demo found: start one with `make run`"
+    );
+    println!("policy {} written to {targets:?}", path.display());
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        if counter("config_reload") > applied {
+            println!("applied by Envoy (admin :{admin_port})");
+            return Ok(());
+        }
+        if counter("config_fail") > failed {
+            anyhow::bail!(
+                "REJECTED by Envoy: the previous policy keeps serving; the reason is in the \
+                 Envoy log (configuration refused: <field>: <problem>)"
+            );
+        }
+    }
+    anyhow::bail!("Envoy did not report the update within 5 s (is the demo running?)")
 }
 
 fn print_walkthrough(listen_port: u16, admin_port: u16) {

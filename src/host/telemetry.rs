@@ -1,0 +1,146 @@
+//! What a request leaves behind: the audit line (Envoy's `wasm` logger, `info`, prefixed
+//! `finguard-audit`), the decision in filter state for the access log, and Envoy metrics
+//! (`/stats`, `/stats/prometheus`, prefixed `wasmcustom.` by Envoy).
+//!
+//! Metric ids are defined lazily by name and kept per VM. A host error on a metric is ignored:
+//! telemetry must never change a decision.
+
+use super::log;
+use crate::audit::{metric, AuditRecord, Decision, StreamFacts};
+use crate::config::Config;
+use crate::decision::{Challenge, Reason, Verdict};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MetricType};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// The audit record of one request, shared by its HTTP context and (while it waits for keys)
+/// the root context that answers it.
+pub type SharedRecord = Rc<RefCell<AuditRecord>>;
+
+thread_local! {
+    static METRICS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+fn metric_id(kind: MetricType, name: &str) -> Option<u32> {
+    METRICS.with(|ids| {
+        let mut ids = ids.try_borrow_mut().ok()?;
+        if let Some(id) = ids.get(name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(kind, name).ok()?;
+        ids.insert(name.to_owned(), id);
+        Some(id)
+    })
+}
+
+pub fn count(name: &str, by: i64) {
+    if let Some(id) = metric_id(MetricType::Counter, name) {
+        let _ = hostcalls::increment_metric(id, by);
+    }
+}
+
+pub fn gauge(name: &str, value: u64) {
+    if let Some(id) = metric_id(MetricType::Gauge, name) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
+pub fn histogram(name: &str, value: u64) {
+    if let Some(id) = metric_id(MetricType::Histogram, name) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
+/// Folds a phase's verdict into the request's record, and publishes the decision in filter
+/// state (`wasm.finguard_decision`, `wasm.finguard_reason`) for the access log.
+pub fn note(record: &SharedRecord, config: &Config, verdict: &Verdict) {
+    let Ok(mut record) = record.try_borrow_mut() else {
+        return;
+    };
+    let before = (record.decision, record.reason);
+    match verdict {
+        Verdict::Allow(forward) | Verdict::ReadBody { forward, .. } => {
+            if let Some(route) = forward.route.and_then(|i| config.routes.routes().get(i)) {
+                record.route = Some(route.id.clone());
+            }
+            if forward.caller.is_some() {
+                record.caller.clone_from(&forward.caller);
+            }
+            if let Some(reason) = forward.monitored {
+                record.decision = Decision::Monitor;
+                record.reason = Some(reason);
+            }
+        }
+        Verdict::Refuse(refusal) => {
+            record.decision = Decision::Refuse;
+            record.reason = Some(refusal.reason);
+            record.locked_out |= refusal.locked_out;
+            if refusal.route_id.is_some() {
+                record.route.clone_from(&refusal.route_id);
+            }
+            if refusal.caller.is_some() {
+                record.caller.clone_from(&refusal.caller);
+            }
+        }
+        Verdict::WaitForKeys { .. } => return,
+    }
+    if (record.decision, record.reason) != before || before == (Decision::Allow, None) {
+        publish_decision(record.decision, record.reason);
+    }
+}
+
+fn publish_decision(decision: Decision, reason: Option<Reason>) {
+    let _ = hostcalls::set_property(
+        vec!["finguard_decision"],
+        Some(decision.as_str().as_bytes()),
+    );
+    if let Some(reason) = reason {
+        let _ = hostcalls::set_property(vec!["finguard_reason"], Some(reason.slug().as_bytes()));
+    }
+}
+
+/// At stream end: the audit line and the per-request metrics.
+pub fn finish(record: &AuditRecord, config: &Config, facts: StreamFacts<'_>) {
+    let reason = record.reason;
+    count(
+        &metric::requests(record.decision.as_str(), reason, record.route.as_deref()),
+        1,
+    );
+    if let Some(reason) = reason {
+        if matches!(
+            reason.challenge(),
+            Challenge::InvalidToken | Challenge::ApiKey
+        ) || matches!(reason, Reason::TokenMissing | Reason::ApiKeyMissing)
+        {
+            count(metric::AUTHN_FAILURES, 1);
+        }
+        if matches!(reason, Reason::RateLimited | Reason::ConcurrencyLimited) {
+            count(metric::RATE_LIMITED, 1);
+        }
+    }
+    if record.locked_out {
+        count(metric::LOCKOUTS, 1);
+    }
+    if record.redacted_fields > 0 {
+        count(metric::REDACTED_FIELDS, i64::from(record.redacted_fields));
+    }
+    if !config.audit.enabled {
+        return;
+    }
+    let event = record.event(&config.audit, &config.api_keys, facts);
+    match serde_json::to_string(&event) {
+        Ok(line) => log(LogLevel::Info, &format!("finguard-audit {line}")),
+        Err(_) => log(LogLevel::Warn, "finguard-audit: cannot serialise an event"),
+    }
+}
+
+/// Envoy's `response.code` property (an 8-byte little-endian integer).
+pub fn response_code() -> Option<u32> {
+    let bytes = hostcalls::get_property(vec!["response", "code"])
+        .ok()
+        .flatten()?;
+    let raw: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    u32::try_from(i64::from_le_bytes(raw)).ok()
+}
