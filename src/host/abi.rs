@@ -30,9 +30,56 @@ extern "C" {
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
     fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_close_stream(stream_type: u32) -> u32;
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
 const OK: u32 = 0;
+
+/// Envoy's metric kinds (proxy-wasm ABI values).
+#[derive(Clone, Copy)]
+pub enum MetricKind {
+    Counter = 0,
+    Gauge = 1,
+    Histogram = 2,
+}
+
+/// Sets a filter-state property of the current stream (a one-segment path; Envoy stores it as
+/// `wasm.<name>`). Fails, without panicking, outside a stream (e.g. from a root context).
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), u32> {
+    // The ABI's property path is NUL-separated segments; one segment is the name itself.
+    // SAFETY: pointers and lengths describe live buffers for the duration of the call.
+    check(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
+pub fn define_metric(kind: MetricKind, name: &str) -> Result<u32, u32> {
+    let mut id = 0u32;
+    // SAFETY: `name` is live for the call; `id` is a valid out-pointer.
+    check(unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) })?;
+    Ok(id)
+}
+
+pub fn increment_metric(id: u32, by: i64) -> Result<(), u32> {
+    // SAFETY: plain values.
+    check(unsafe { proxy_increment_metric(id, by) })
+}
+
+pub fn record_metric(id: u32, value: u64) -> Result<(), u32> {
+    // SAFETY: plain values.
+    check(unsafe { proxy_record_metric(id, value) })
+}
 const HTTP_REQUEST_STREAM: u32 = 0;
 
 fn check(status: u32) -> Result<(), u32> {

@@ -52,6 +52,14 @@ impl FilterContext {
         }
     }
 
+    /// Records a phase's verdict for the audit line and the access log (on this stream).
+    fn decided(&self, config: &crate::config::Config, verdict: &Verdict) {
+        telemetry::note(&self.record, config, verdict);
+        if !matches!(verdict, Verdict::WaitForKeys { .. }) {
+            telemetry::publish(&self.record);
+        }
+    }
+
     /// Adds the time since `started_ns` to this request's filter time and to the phase's
     /// histogram.
     fn timed(&self, phase: &str, started_ns: i64) {
@@ -96,7 +104,7 @@ impl HttpContext for FilterContext {
                 Some(Stream::ReadingBody(pending)) => {
                     let verdict = pipeline::on_request_trailers(&config, pending);
                     vm.streams.remove(&self.context_id);
-                    telemetry::note(&self.record, &config, &verdict);
+                    self.decided(&config, &verdict);
                     verdict
                 }
             }
@@ -200,7 +208,7 @@ impl FilterContext {
                 vm.streams.insert(self.context_id, Stream::Waiting(waiter));
                 return Action::Pause;
             }
-            telemetry::note(&self.record, &config, &verdict);
+            self.decided(&config, &verdict);
             self.route_has_limits = !config.rate_limits.global.is_empty()
                 || matches!(&verdict, Verdict::Allow(f) | Verdict::ReadBody { forward: f, .. }
                     if f.route.and_then(|i| config.routes.routes().get(i)).is_some_and(|r| !r.rate_limits.is_empty()));
@@ -215,7 +223,7 @@ impl FilterContext {
                 if end_of_stream {
                     // No body will come: judge the empty one now.
                     let verdict = pipeline::on_request_body(&config, &pending, &[], now / 1000);
-                    telemetry::note(&self.record, &config, &verdict);
+                    self.decided(&config, &verdict);
                     return if apply_verdict(&verdict) {
                         Action::Continue
                     } else {
@@ -293,7 +301,7 @@ impl FilterContext {
         drop(pending);
         if let Ok(guard) = self.vm.try_borrow() {
             if let Some(vm) = guard.as_ref() {
-                telemetry::note(&self.record, &vm.config, &verdict);
+                self.decided(&vm.config, &verdict);
             }
         }
         if apply_verdict(&verdict) {

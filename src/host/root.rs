@@ -376,7 +376,7 @@ impl Root {
     /// verdicts. The state borrow ends before any verdict is applied: applying one calls into
     /// Envoy, which may call back into this VM.
     fn answer_waiters(&mut self, now: i64) {
-        let mut ready: Vec<(u32, Verdict, Option<Forward>)> = Vec::new();
+        let mut ready: Vec<(u32, Verdict, Option<Forward>, telemetry::SharedRecord)> = Vec::new();
         {
             let Ok(mut guard) = self.vm.try_borrow_mut() else {
                 return;
@@ -424,7 +424,7 @@ impl Root {
                         match judge_complete_body(&config, &pending, &waiter.body, now / 1000) {
                             Some(verdict) => {
                                 telemetry::note(&waiter.record, &config, &verdict);
-                                ready.push((context_id, verdict, Some(forward)));
+                                ready.push((context_id, verdict, Some(forward), waiter.record));
                             }
                             None => {
                                 // The body is still arriving: its callbacks finish the job.
@@ -433,19 +433,21 @@ impl Root {
                                     context_id,
                                     Verdict::Allow(Forward::default()),
                                     Some(forward),
+                                    waiter.record,
                                 ));
                             }
                         }
                     }
-                    verdict => ready.push((context_id, verdict, None)),
+                    verdict => ready.push((context_id, verdict, None, waiter.record)),
                 }
             }
         }
-        for (context_id, verdict, headers_forward) in ready {
+        for (context_id, verdict, headers_forward, record) in ready {
             // The stream may be gone (client hung up): then there is nothing to answer.
             if hostcalls::set_effective_context(context_id).is_err() {
                 continue;
             }
+            telemetry::publish(&record);
             if let Some(forward) = &headers_forward {
                 hold_permits(&self.vm, context_id, forward);
                 if !apply_forward(forward) {

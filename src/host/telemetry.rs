@@ -5,12 +5,13 @@
 //! Metric ids are defined lazily by name and kept per VM. A host error on a metric is ignored:
 //! telemetry must never change a decision.
 
+use super::abi::{self, MetricKind};
 use super::log;
 use crate::audit::{metric, AuditRecord, Decision, StreamFacts};
 use crate::config::Config;
 use crate::decision::{Challenge, Reason, Verdict};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType};
+use proxy_wasm::types::LogLevel;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -23,43 +24,42 @@ thread_local! {
     static METRICS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
 }
 
-fn metric_id(kind: MetricType, name: &str) -> Option<u32> {
+fn metric_id(kind: MetricKind, name: &str) -> Option<u32> {
     METRICS.with(|ids| {
         let mut ids = ids.try_borrow_mut().ok()?;
         if let Some(id) = ids.get(name) {
             return Some(*id);
         }
-        let id = hostcalls::define_metric(kind, name).ok()?;
+        let id = abi::define_metric(kind, name).ok()?;
         ids.insert(name.to_owned(), id);
         Some(id)
     })
 }
 
 pub fn count(name: &str, by: i64) {
-    if let Some(id) = metric_id(MetricType::Counter, name) {
-        let _ = hostcalls::increment_metric(id, by);
+    if let Some(id) = metric_id(MetricKind::Counter, name) {
+        let _ = abi::increment_metric(id, by);
     }
 }
 
 pub fn gauge(name: &str, value: u64) {
-    if let Some(id) = metric_id(MetricType::Gauge, name) {
-        let _ = hostcalls::record_metric(id, value);
+    if let Some(id) = metric_id(MetricKind::Gauge, name) {
+        let _ = abi::record_metric(id, value);
     }
 }
 
 pub fn histogram(name: &str, value: u64) {
-    if let Some(id) = metric_id(MetricType::Histogram, name) {
-        let _ = hostcalls::record_metric(id, value);
+    if let Some(id) = metric_id(MetricKind::Histogram, name) {
+        let _ = abi::record_metric(id, value);
     }
 }
 
-/// Folds a phase's verdict into the request's record, and publishes the decision in filter
-/// state (`wasm.finguard_decision`, `wasm.finguard_reason`) for the access log.
+/// Folds a phase's verdict into the request's record and, when called on the request's own
+/// stream (`on_stream`), publishes the decision in filter state for the access log.
 pub fn note(record: &SharedRecord, config: &Config, verdict: &Verdict) {
     let Ok(mut record) = record.try_borrow_mut() else {
         return;
     };
-    let before = (record.decision, record.reason);
     match verdict {
         Verdict::Allow(forward) | Verdict::ReadBody { forward, .. } => {
             if let Some(route) = forward.route.and_then(|i| config.routes.routes().get(i)) {
@@ -84,20 +84,20 @@ pub fn note(record: &SharedRecord, config: &Config, verdict: &Verdict) {
                 record.caller.clone_from(&refusal.caller);
             }
         }
-        Verdict::WaitForKeys { .. } => return,
-    }
-    if (record.decision, record.reason) != before || before == (Decision::Allow, None) {
-        publish_decision(record.decision, record.reason);
+        Verdict::WaitForKeys { .. } => {}
     }
 }
 
-fn publish_decision(decision: Decision, reason: Option<Reason>) {
-    let _ = hostcalls::set_property(
-        vec!["finguard_decision"],
-        Some(decision.as_str().as_bytes()),
-    );
-    if let Some(reason) = reason {
-        let _ = hostcalls::set_property(vec!["finguard_reason"], Some(reason.slug().as_bytes()));
+/// Sets `wasm.finguard_decision` (and `wasm.finguard_reason`) on the current stream, for the
+/// access log. Must run with the request's stream effective (its own callbacks, or after
+/// `set_effective_context`).
+pub fn publish(record: &SharedRecord) {
+    let Ok(record) = record.try_borrow() else {
+        return;
+    };
+    let _ = abi::set_property("finguard_decision", record.decision.as_str().as_bytes());
+    if let Some(reason) = record.reason {
+        let _ = abi::set_property("finguard_reason", reason.slug().as_bytes());
     }
 }
 
