@@ -273,7 +273,7 @@ fn lockdown_by_hot_reload_takes_effect_without_disturbing_requests_in_flight() {
     let in_flight = std::thread::spawn(move || slow.send());
     std::thread::sleep(Duration::from_millis(500));
 
-    let loaded = stack.envoy.ecds_counter("config_reload");
+    let loaded = stack.envoy.ecds_counter("update_success");
     stack
         .envoy
         .reload(&policy(
@@ -284,7 +284,7 @@ fn lockdown_by_hot_reload_takes_effect_without_disturbing_requests_in_flight() {
     let took = until_status(Duration::from_secs(10), 503, || {
         get(&stack, "/v1/accounts/acc-1", &good)
     });
-    assert!(stack.envoy.ecds_counter("config_reload") > loaded);
+    assert!(stack.envoy.ecds_counter("update_success") > loaded);
     eprintln!("lockdown effective {took:?} after the reload");
     assert!(took < Duration::from_secs(5), "lockdown took {took:?}");
     let locked = get(&stack, "/v1/accounts/acc-1", &good);
@@ -350,12 +350,12 @@ fn an_invalid_reload_is_rejected_and_the_previous_policy_keeps_serving() {
     let stack = Stack::start(&policy(json!({})));
     let good = token("accounts:read");
     assert_eq!(get(&stack, "/v1/accounts/acc-1", &good).status, 200);
-    let failed = stack.envoy.ecds_counter("config_fail");
+    let failed = stack.envoy.ecds_counter("update_rejected");
     let mut invalid = policy(json!({}));
     invalid["routes"][1]["auth"]["scopes"] = json!({"every": ["x"]});
     stack.envoy.reload(&invalid).unwrap();
     eventually(Duration::from_secs(10), || {
-        (stack.envoy.ecds_counter("config_fail") > failed).then_some(())
+        (stack.envoy.ecds_counter("update_rejected") > failed).then_some(())
     })
     .unwrap_or_else(|| {
         panic!(
@@ -378,7 +378,7 @@ fn an_invalid_reload_is_rejected_and_the_previous_policy_keeps_serving() {
     // Not even JSON: rejected the same way.
     stack.envoy.reload_text("{ not json").unwrap();
     eventually(Duration::from_secs(10), || {
-        (stack.envoy.ecds_counter("config_fail") > failed + 1).then_some(())
+        (stack.envoy.ecds_counter("update_rejected") > failed + 1).then_some(())
     })
     .expect("second rejection");
     assert_eq!(get(&stack, "/v1/accounts/acc-1", &good).status, 200);

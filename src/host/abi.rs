@@ -43,6 +43,7 @@ extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
     fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
@@ -62,6 +63,15 @@ pub fn set_property(name: &str, value: &[u8]) -> Result<(), u32> {
     // The ABI's property path is NUL-separated segments; one segment is the name itself.
     // SAFETY: pointers and lengths describe live buffers for the duration of the call.
     check(unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) })
+}
+
+/// Whether Envoy's `wasm` logger currently emits `info` lines (ABI levels: trace 0 … critical
+/// 5). If the host cannot tell, assume it does: the audit line is not dropped on a guess.
+pub fn logs_info() -> bool {
+    let mut level = 0u32;
+    // SAFETY: `level` is a valid out-pointer.
+    let status = unsafe { proxy_get_log_level(&mut level) };
+    status != OK || level <= 2
 }
 
 pub fn define_metric(kind: MetricKind, name: &str) -> Result<u32, u32> {

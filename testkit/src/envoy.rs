@@ -389,7 +389,7 @@ impl Envoy {
         write_policy(&self.policy_dir, &self.wasm, plugin_config)
     }
 
-    /// A counter of the finguard filter's ECDS subscription (`config_reload`, `config_fail`).
+    /// A counter of the finguard filter's ECDS subscription (`update_success`, `update_rejected`).
     pub fn ecds_counter(&self, name: &str) -> u64 {
         let Ok(stats) = self.admin("/stats?filter=extension_config_discovery") else {
             return 0;

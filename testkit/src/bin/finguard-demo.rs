@@ -164,7 +164,7 @@ fn reload(policy: Option<String>) -> Result<()> {
             })
             .unwrap_or(0)
     };
-    let (applied, failed) = (counter("config_reload"), counter("config_fail"));
+    let (applied, failed) = (counter("update_success"), counter("update_rejected"));
     let mut targets = Vec::new();
     let demo = root.join("envoy/build/demo");
     if demo.join("finguard-policy.yaml").is_file() {
@@ -183,11 +183,11 @@ fn reload(policy: Option<String>) -> Result<()> {
     println!("policy {} written to {targets:?}", path.display());
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(100));
-        if counter("config_reload") > applied {
+        if counter("update_success") > applied {
             println!("applied by Envoy (admin :{admin_port})");
             return Ok(());
         }
-        if counter("config_fail") > failed {
+        if counter("update_rejected") > failed {
             anyhow::bail!(
                 "REJECTED by Envoy: the previous policy keeps serving; the reason is in the \
                  Envoy log (configuration refused: <field>: <problem>)"
@@ -252,6 +252,10 @@ fn print_walkthrough(listen_port: u16, admin_port: u16) {
          curl -i {base}/v1/accounts/acc-001 -H 'authorization: Bearer {expired}'\n\n\
          # 200: public health check\n\
          curl -i {base}/healthz\n\n\
+         # metrics: decisions by reason and route (audit lines: 'finguard-audit' in the Envoy log)\n\
+         curl -s http://127.0.0.1:{admin_port}/stats/prometheus | grep '^finguard_requests'\n\n\
+         # incident lever, no restart: add \"lockdown\": {{\"enabled\": true}} to envoy/demo-config.json, then\n\
+         make reload    # every request now gets 503 lockdown; remove it and reload again\n\n\
          Ctrl-C stops the demo."
     );
 }
