@@ -202,7 +202,15 @@ fn prometheus(envoy: &Envoy) -> String {
 
 #[test]
 fn prometheus_shows_decisions_by_reason_and_route() {
-    let stack = Stack::start(&policy(json!({})));
+    // The remote-JWKS provider too, for the fetch and key-age metrics; a lockout after two
+    // failures, for the lockout counter.
+    let mut cfg = policy(json!({"rate_limits": {"lockout": {
+        "failures": 2, "window_seconds": 60, "lock_seconds": 60}}}));
+    cfg["providers"]
+        .as_array_mut()
+        .unwrap()
+        .push(config::remote_provider());
+    let stack = Stack::start(&cfg);
     let good = token("accounts:read");
     for _ in 0..3 {
         assert_eq!(get(&stack, "/v1/accounts/acc-1", &good).status, 200);
@@ -239,6 +247,25 @@ fn prometheus_shows_decisions_by_reason_and_route() {
         )
     });
     assert!(sample(&text, "finguard_authn_failures", &[]).unwrap() >= 2.0);
+    assert!(sample(&text, "finguard_lockouts", &[]).unwrap() >= 1.0);
+    assert!(
+        sample(
+            &text,
+            "finguard_jwks_fetch",
+            &["provider=\"idp\"", "result=\"success\""]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        sample(
+            &text,
+            "finguard_jwks_key_age_seconds",
+            &["provider=\"idp\""]
+        )
+        .is_some(),
+        "key age gauge missing"
+    );
     assert!(
         text.contains("finguard_filter_time_us_bucket{phase=\"request_headers\""),
         "phase histogram missing"
