@@ -184,7 +184,7 @@ impl HttpContext for FilterContext {
                             .routes
                             .routes()
                             .get(waiter.route)
-                            .map_or(0, |r| r.max_body_bytes);
+                            .map_or(0, |r| r.request.max_body_bytes);
                         waiter.body = if body_size > limit {
                             BodyProgress::TooLarge
                         } else {
@@ -199,7 +199,7 @@ impl HttpContext for FilterContext {
                         .routes
                         .routes()
                         .get(pending.route)
-                        .map_or(0, |r| r.max_body_bytes);
+                        .map_or(0, |r| r.request.max_body_bytes);
                     if body_size > limit {
                         (
                             pipeline::on_body_overflow(&config, pending),
