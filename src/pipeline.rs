@@ -159,7 +159,7 @@ pub fn on_request_headers(
         let (forward, suspicious) =
             match check_params(&judge, route, request, &matched.params, mode, forward) {
                 Ok(checked) => checked,
-                Err(verdict) => return verdict,
+                Err(verdict) => return *verdict,
             };
         let who = Identity {
             address,
@@ -246,7 +246,7 @@ pub fn on_request_headers(
     let (forward, suspicious) =
         match check_params(&judge, route, request, &matched.params, mode, forward) {
             Ok(checked) => checked,
-            Err(verdict) => return verdict,
+            Err(verdict) => return *verdict,
         };
 
     let who = identity(config, &caller, address, &route.id);
@@ -302,7 +302,7 @@ fn check_params(
     params: &matchit::Params<'_, '_>,
     mode: Mode,
     forward: Forward,
-) -> Result<(Forward, Option<Reason>), Verdict> {
+) -> Result<(Forward, Option<Reason>), Box<Verdict>> {
     match route.request.check_params(request, params.iter()) {
         Ok(suspicious) => Ok((forward, suspicious.map(|_| Reason::InputSuspicious))),
         Err(invalid) => {
@@ -310,7 +310,12 @@ fn check_params(
                 violations: &invalid.violations,
                 ..Default::default()
             };
-            Err(judge.refuse_with(invalid.reason, mode, forward, ctx))
+            Err(Box::new(judge.refuse_with(
+                invalid.reason,
+                mode,
+                forward,
+                ctx,
+            )))
         }
     }
 }

@@ -394,7 +394,7 @@ impl RequestPolicy {
         });
         charset_ok
             && match &self.content_types {
-                Some(list) => list.iter().any(|t| *t == essence),
+                Some(list) => list.contains(&essence),
                 None => is_json_media_type(&essence),
             }
     }
