@@ -5,7 +5,7 @@
 //! annotated, and an unknown format refuses the configuration (a typo must not switch a check
 //! off); finguard's fintech formats and the `decimal` keyword are registered (see `formats`).
 //! Nothing is fetched: the crate is built without its HTTP and file resolvers, so a `$ref` to
-//! another document refuses the configuration.
+//! another document refuses the configuration. `pattern` uses the linear-time `regex` engine.
 //!
 //! Reporting: a violation is a JSON pointer and the schema keyword, never the value and never
 //! the crate's message (it quotes the value). Pointer segments that are member names the schema
@@ -87,6 +87,10 @@ impl Schema {
             .with_draft(draft)
             .should_validate_formats(true)
             .should_ignore_unknown_formats(false)
+            // `pattern` runs on the `regex` crate's engine: linear time in the input, so a
+            // client string cannot make a pattern backtrack for seconds (ReDoS). Patterns that
+            // need lookaround or backreferences refuse the configuration instead.
+            .with_pattern_options(jsonschema::PatternOptions::regex())
             .with_format("iban", formats::iban)
             .with_format("bic", formats::bic)
             .with_format("iso4217", formats::iso4217)
@@ -355,5 +359,10 @@ mod tests {
         )
         .is_err());
         assert!(Schema::compile(&json!({"type": 12}), Dialect::Draft202012).is_err());
+        // Backtracking constructs are refused; catastrophic-looking patterns run in linear time.
+        assert!(Schema::compile(&json!({"pattern": "^(?=a)a$"}), Dialect::Draft202012).is_err());
+        let s = Schema::compile(&json!({"pattern": "^(a+)+$"}), Dialect::Draft202012).unwrap();
+        let hostile = format!("{}!", "a".repeat(50_000));
+        assert!(!s.is_valid(&json!(hostile)));
     }
 }
