@@ -520,7 +520,8 @@ pub enum Verdict {
 pub struct PendingBody {
     /// Index of the route in the route table.
     pub route: usize,
-    pub principal: Caller,
+    /// `None` on a public route (validation only).
+    pub principal: Option<Caller>,
     pub content_type: Option<String>,
     pub request_id: Option<String>,
 }

@@ -15,6 +15,7 @@ pub mod pipeline;
 pub mod ratelimit;
 pub mod request;
 pub mod routes;
+pub mod validation;
 
 // The ABI adapter exists only in the module Envoy loads (wasm32-wasip1); the core also compiles
 // natively and for wasm32-unknown-unknown, where its tests run under Node.

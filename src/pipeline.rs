@@ -21,7 +21,6 @@ use crate::authz::{AuthPolicy, Principal};
 use crate::config::{Config, Mode};
 use crate::decision::{Caller, Forward, PendingBody, Reason, Refusal, RefusalContext, Verdict};
 use crate::incident::CredentialIds;
-use crate::json;
 use crate::ratelimit::concurrency::{self, ConcurrencyLimit};
 use crate::ratelimit::{self, store::CounterStore, Identity, Limit, LimitDecision};
 use crate::request::RequestView;
@@ -169,12 +168,35 @@ pub fn on_request_headers(
     let limiting = &config.rate_limits;
     let address = request.client_address(limiting.trusted_forwarded_hops);
     let Some(policy) = &route.auth else {
+        let mode = judge.mode(Some(route), None);
+        let (forward, suspicious) =
+            match check_params(&judge, route, request, &matched.params, mode, forward) {
+                Ok(checked) => checked,
+                Err(verdict) => return *verdict,
+            };
         let who = Identity {
             address,
             route: &route.id,
             ..Identity::default()
         };
-        return apply_limits(&judge, config, route, &who, state.store, now_us, forward);
+        let verdict = apply_limits(&judge, config, route, &who, state.store, now_us, forward);
+        let Verdict::Allow(mut forward) = verdict else {
+            return verdict;
+        };
+        // Held for the body unless monitor mode already let the request through; a monitored
+        // negative-model match in the query is logged now and does not skip the body.
+        let hold = route.request.reads_body() && forward.monitored.is_none();
+        forward.monitored = forward.monitored.or(suspicious);
+        if hold {
+            let pending = PendingBody {
+                route: matched.index,
+                principal: None,
+                content_type: request.header("content-type").map(str::to_owned),
+                request_id: request.request_id().map(str::to_owned),
+            };
+            return Verdict::ReadBody { forward, pending };
+        }
+        return Verdict::Allow(forward);
     };
 
     // Locked-out addresses are refused before any credential is looked at.
@@ -243,6 +265,11 @@ pub fn on_request_headers(
     if let Err(reason) = policy.check_headers(principal, |name| matched.params.get(name), now) {
         return refuse_unauthorized(&judge, policy, reason, mode, forward);
     }
+    let (forward, suspicious) =
+        match check_params(&judge, route, request, &matched.params, mode, forward) {
+            Ok(checked) => checked,
+            Err(verdict) => return *verdict,
+        };
 
     let verdict = apply_limits(&judge, config, route, &who, state.store, now_us, forward);
     let Verdict::Allow(mut forward) = verdict else {
@@ -274,16 +301,45 @@ pub fn on_request_headers(
         Caller::ApiKey(index) => forward.set.extend(config.api_keys.forward_headers(*index)),
     }
     forward.caller = Some(caller.clone());
-    if policy.needs_body() {
+    forward.monitored = forward.monitored.or(suspicious);
+    if policy.needs_body() || route.request.reads_body() {
         let pending = PendingBody {
             route: matched.index,
-            principal: caller,
+            principal: Some(caller),
             content_type: request.header("content-type").map(str::to_owned),
             request_id: request.request_id().map(str::to_owned),
         };
         return Verdict::ReadBody { forward, pending };
     }
     Verdict::Allow(forward)
+}
+
+/// Path, query and header parameters against the route's declarations (headers phase). `Ok`
+/// gives the forward back with, in negative-model monitor mode, the reason to log once the
+/// request is otherwise allowed.
+fn check_params(
+    judge: &Judge<'_>,
+    route: &RoutePolicy,
+    request: &RequestView,
+    params: &matchit::Params<'_, '_>,
+    mode: Mode,
+    forward: Forward,
+) -> Result<(Forward, Option<Reason>), Box<Verdict>> {
+    match route.request.check_params(request, params.iter()) {
+        Ok(suspicious) => Ok((forward, suspicious.map(|_| Reason::InputSuspicious))),
+        Err(invalid) => {
+            let ctx = RefusalContext {
+                violations: &invalid.violations,
+                ..Default::default()
+            };
+            Err(Box::new(judge.refuse_with(
+                invalid.reason,
+                mode,
+                forward,
+                ctx,
+            )))
+        }
+    }
 }
 
 /// The caller as authorization sees it, with the provider that vouched for it (`None`: an API
@@ -494,7 +550,7 @@ pub fn on_request_body(config: &Config, pending: &PendingBody, body: &[u8], now:
         config,
         request_id: pending.request_id.as_deref(),
         route_id: None,
-        caller: Some(&pending.principal),
+        caller: pending.principal.as_ref(),
     };
     let Some(route) = config.routes.routes().get(pending.route) else {
         return judge.refuse(Reason::PolicyUnavailable, Mode::Enforce, Forward::default());
@@ -503,36 +559,39 @@ pub fn on_request_body(config: &Config, pending: &PendingBody, body: &[u8], now:
         route_id: Some(&route.id),
         ..judge
     };
-    let Some(policy) = &route.auth else {
-        return Verdict::Allow(Forward::default());
+    let principal = match &pending.principal {
+        None => None,
+        Some(caller) => match principal_of(config, caller) {
+            Some(found) => Some(found),
+            None => return judge.refuse(Reason::ApiKeyInvalid, Mode::Enforce, Forward::default()),
+        },
     };
-    let Some((principal, provider)) = principal_of(config, &pending.principal) else {
-        return judge.refuse(Reason::ApiKeyInvalid, Mode::Enforce, Forward::default());
-    };
-    let mode = judge.mode(Some(route), provider);
-    if body.len() > route.max_body_bytes {
-        return judge.refuse(Reason::BodyTooLarge, mode, Forward::default());
-    }
-    if !body.is_empty()
-        && !pending
-            .content_type
-            .as_deref()
-            .is_some_and(is_json_media_type)
+    let mode = judge.mode(Some(route), principal.and_then(|(_, provider)| provider));
+    // Size, content type, structure limits, strict JSON, schema, negative model: parsed once.
+    let accepted = match route
+        .request
+        .judge_body(pending.content_type.as_deref(), body)
     {
-        return judge.refuse(Reason::ContentTypeUnsupported, mode, Forward::default());
-    }
-    // An absent body is judged as `null`: every body-bound rule then fails closed.
-    let raw: &[u8] = if body.is_empty() { b"null" } else { body };
-    let Ok(document) = json::parse_strict(raw) else {
-        return judge.refuse(Reason::BodyMalformed, mode, Forward::default());
+        Ok(accepted) => accepted,
+        Err(invalid) => {
+            let ctx = RefusalContext {
+                violations: &invalid.violations,
+                ..Default::default()
+            };
+            return judge.refuse_with(invalid.reason, mode, Forward::default(), ctx);
+        }
     };
-    if std::str::from_utf8(raw).is_err() {
-        return judge.refuse(Reason::BodyMalformed, mode, Forward::default());
+    let forward = Forward {
+        monitored: accepted.suspicious.map(|_| Reason::InputSuspicious),
+        ..Forward::default()
+    };
+    if let (Some(policy), Some((principal, _))) = (&route.auth, principal) {
+        let raw: &[u8] = if body.is_empty() { b"null" } else { body };
+        if let Err(reason) = policy.check_body(principal, &accepted.document, raw, now) {
+            return refuse_unauthorized(&judge, policy, reason, mode, forward);
+        }
     }
-    match policy.check_body(principal, &document, raw, now) {
-        Ok(()) => Verdict::Allow(Forward::default()),
-        Err(reason) => refuse_unauthorized(&judge, policy, reason, mode, Forward::default()),
-    }
+    Verdict::Allow(forward)
 }
 
 /// A body that grew past the route's limit while streaming in.
@@ -553,28 +612,16 @@ fn refuse_held(config: &Config, pending: &PendingBody, reason: Reason) -> Verdic
         config,
         request_id: pending.request_id.as_deref(),
         route_id: route.map(|r| r.id.as_str()),
-        caller: Some(&pending.principal),
+        caller: pending.principal.as_ref(),
     };
     let provider = match &pending.principal {
-        Caller::Token(token) => Some(token.provider),
-        Caller::ApiKey(_) => None,
+        Some(Caller::Token(token)) => Some(token.provider),
+        Some(Caller::ApiKey(_)) | None => None,
     };
     judge.refuse(reason, judge.mode(route, provider), Forward::default())
 }
 
-/// `application/json` or any `*/*+json`, parameters (charset) allowed, case-insensitive.
-pub fn is_json_media_type(value: &str) -> bool {
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let Some((kind, subtype)) = essence.split_once('/') else {
-        return false;
-    };
-    !kind.is_empty() && (subtype == "json" && kind == "application" || subtype.ends_with("+json"))
-}
+pub use crate::validation::is_json_media_type;
 
 #[cfg(test)]
 mod tests {
@@ -1217,6 +1264,292 @@ mod tests {
         assert_eq!(
             refused(vm.judge(&c, &get(&token(expired)))),
             Reason::TokenExpired
+        );
+    }
+
+    fn validated_config(mode: &str) -> Config {
+        config(json!({"routes": [
+            {"id": "pay", "match": {"methods": ["POST"], "path": "/v1/payees/{payee_id}/payments"},
+             "public": true, "mode": mode,
+             "request": {
+                "max_body_bytes": 512,
+                "schema": {"type": "object", "required": ["amount", "iban"], "additionalProperties": false,
+                           "properties": {"amount": {"type": "string", "format": "decimal-amount"},
+                                          "iban": {"type": "string", "format": "iban"},
+                                          "memo": {"type": "string"}}},
+                "path": {"properties": {"payee_id": {"pattern": "^p-[0-9]{1,6}$"}}},
+                "query": {"properties": {"dry_run": {"enum": ["true", "false"]}}, "additionalProperties": false},
+                "headers": {"properties": {"idempotency-key": {"format": "uuid"}}, "required": ["idempotency-key"]},
+                "negative": {"detectors": ["sql_injection"]}}},
+            {"id": "ping", "match": {"methods": ["POST"], "path": "/v1/ping"}, "public": true,
+             "request": {"body": "forbidden"}}
+        ]}))
+    }
+
+    fn post(path: &str, key: &str) -> RequestView {
+        request(
+            path,
+            &[
+                (":method", "POST"),
+                ("content-type", "application/json"),
+                ("idempotency-key", key),
+            ],
+        )
+    }
+
+    const KEY: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+
+    fn violations(verdict: Verdict) -> (Reason, u32, Vec<(String, String)>, String) {
+        let Verdict::Refuse(r) = verdict else {
+            panic!("expected a refusal, got {verdict:?}")
+        };
+        let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        let list = body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["pointer"].as_str().unwrap().to_string(),
+                            e["keyword"].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (r.reason, r.status, list, r.body)
+    }
+
+    #[test]
+    fn validated_public_route_checks_parameters_then_holds_for_the_body() {
+        let c = validated_config("enforce");
+        let mut vm = Vm::new(&c);
+        let Verdict::ReadBody { pending, .. } =
+            vm.judge(&c, &post("/v1/payees/p-1/payments?dry_run=true", KEY))
+        else {
+            panic!()
+        };
+        assert_eq!(pending.principal, None);
+        let good = br#"{"amount": "10.50", "iban": "DE89370400440532013000", "memo": "O'Brien"}"#;
+        assert_eq!(
+            on_request_body(&c, &pending, good, NOW),
+            Verdict::Allow(Forward::default())
+        );
+        let cases: [(&str, &str, (&str, &str)); 4] = [
+            (
+                "/v1/payees/p-1/payments?dry_run=maybe",
+                KEY,
+                ("/query/dry_run", "enum"),
+            ),
+            (
+                "/v1/payees/p-1/payments?user%3Cx%3E=1",
+                KEY,
+                ("/query", "additionalProperties"),
+            ),
+            (
+                "/v1/payees/x-1/payments",
+                KEY,
+                ("/path/payee_id", "pattern"),
+            ),
+            (
+                "/v1/payees/p-1/payments",
+                "not-a-uuid",
+                ("/headers/idempotency-key", "format"),
+            ),
+        ];
+        for (path, key, expected) in cases {
+            let (reason, status, errors, body) = violations(vm.judge(&c, &post(path, key)));
+            assert_eq!((reason, status), (Reason::ParameterInvalid, 400), "{path}");
+            assert_eq!(
+                errors,
+                [(expected.0.to_string(), expected.1.to_string())],
+                "{path}"
+            );
+            assert!(
+                !body.contains("maybe") && !body.contains("not-a-uuid") && !body.contains("x-1")
+            );
+            assert!(!body.contains("user"), "{body}");
+        }
+        let no_key = request("/v1/payees/p-1/payments", &[(":method", "POST")]);
+        let (reason, _, errors, _) = violations(vm.judge(&c, &no_key));
+        assert_eq!(reason, Reason::ParameterInvalid);
+        assert_eq!(
+            errors,
+            [(
+                "/headers/idempotency-key".to_string(),
+                "required".to_string()
+            )]
+        );
+        let (reason, _, errors, _) = violations(vm.judge(
+            &c,
+            &post(
+                "/v1/payees/p-1/payments?dry_run=1%27%20or%20%271%27%3D%271",
+                KEY,
+            ),
+        ));
+        assert_eq!(reason, Reason::ParameterInvalid, "{errors:?}");
+    }
+
+    #[test]
+    fn body_refusals_follow_the_documented_order_and_statuses() {
+        let c = validated_config("enforce");
+        let mut vm = Vm::new(&c);
+        let Verdict::ReadBody { pending, .. } = vm.judge(&c, &post("/v1/payees/p-1/payments", KEY))
+        else {
+            panic!()
+        };
+        let iban = "DE89370400440532013000";
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let cases: Vec<(Vec<u8>, Reason, u32, Vec<(&str, &str)>)> = vec![
+            (b"".to_vec(), Reason::BodyRequired, 400, vec![]),
+            (vec![b' '; 600], Reason::BodyTooLarge, 413, vec![]),
+            (b"{\"amount\": \"1\xff\"}".to_vec(), Reason::BodyMalformed, 400, vec![("", "utf-8")]),
+            (deep.clone().into_bytes(), Reason::BodyTooLarge, 413, vec![]),
+            (b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]".to_vec(),
+             Reason::JsonLimitExceeded, 400, vec![("", "max_depth")]),
+            (format!(r#"{{"amount": "1", "amount": "2", "iban": "{iban}"}}"#).into_bytes(), Reason::BodyMalformed, 400, vec![]),
+            (b"{\"amount\": ".to_vec(), Reason::BodyMalformed, 400, vec![]),
+            (format!(r#"{{"amount": 10, "iban": "{iban}"}}"#).into_bytes(), Reason::SchemaViolation, 422, vec![("/amount", "type")]),
+            (format!(r#"{{"amount": "10.005", "iban": "{iban}"}}"#).into_bytes(), Reason::SchemaViolation, 422, vec![("/amount", "format")]),
+            (br#"{"amount": "10", "iban": "DE00370400440532013000"}"#.to_vec(), Reason::SchemaViolation, 422, vec![("/iban", "format")]),
+            (br#"{"amount": "10"}"#.to_vec(), Reason::SchemaViolation, 422, vec![("/iban", "required")]),
+            (format!(r#"{{"amount": "1", "iban": "{iban}", "is_admin": true}}"#).into_bytes(), Reason::SchemaViolation, 422, vec![("", "additionalProperties")]),
+            (format!(r#"{{"amount": "1", "iban": "{iban}", "memo": "x' OR '1'='1"}}"#).into_bytes(), Reason::InputSuspicious, 400, vec![("/memo", "sql-injection")]),
+        ];
+        for (body, reason, status, expected) in cases {
+            let (got, got_status, errors, text) =
+                violations(on_request_body(&c, &pending, &body, NOW));
+            let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).into_owned();
+            assert_eq!((got, got_status), (reason, status), "{shown}");
+            let expected: Vec<(String, String)> = expected
+                .iter()
+                .map(|(p, k)| (p.to_string(), k.to_string()))
+                .collect();
+            assert_eq!(errors, expected, "{shown}");
+            for echo in ["10.005", "DE00", "is_admin", "OR", "\\u00ff"] {
+                assert!(!text.contains(echo), "{text}");
+            }
+        }
+        let mut wrong = pending.clone();
+        for content_type in ["text/plain", "application/json; charset=latin1"] {
+            wrong.content_type = Some(content_type.into());
+            assert_eq!(
+                refused(on_request_body(&c, &wrong, br#"{}"#, NOW)),
+                Reason::ContentTypeUnsupported
+            );
+        }
+        let ping = request("/v1/ping", &[(":method", "POST")]);
+        let Verdict::ReadBody { pending, .. } = vm.judge(&c, &ping) else {
+            panic!()
+        };
+        assert!(matches!(
+            on_request_body(&c, &pending, b"", NOW),
+            Verdict::Allow(_)
+        ));
+        assert_eq!(
+            refused(on_request_body(&c, &pending, b"{}", NOW)),
+            Reason::BodyForbidden
+        );
+    }
+
+    #[test]
+    fn validation_in_monitor_mode_logs_and_forwards() {
+        let c = validated_config("monitor");
+        let mut vm = Vm::new(&c);
+        let Verdict::Allow(forward) = vm.judge(&c, &post("/v1/payees/bad/payments", KEY)) else {
+            panic!()
+        };
+        assert_eq!(forward.monitored, Some(Reason::ParameterInvalid));
+        let Verdict::ReadBody { pending, .. } = vm.judge(&c, &post("/v1/payees/p-1/payments", KEY))
+        else {
+            panic!()
+        };
+        let Verdict::Allow(forward) = on_request_body(&c, &pending, br#"{"amount": 1}"#, NOW)
+        else {
+            panic!()
+        };
+        assert_eq!(forward.monitored, Some(Reason::SchemaViolation));
+    }
+
+    #[test]
+    fn negative_model_in_monitor_mode_forwards_and_marks_the_log_line() {
+        let mut v = json!({"routes": [{"id": "search", "match": {"methods": ["POST"], "path": "/v1/search"}, "public": true,
+            "request": {"negative": {"mode": "monitor", "detectors": ["sql_injection", "path_traversal"]}}}]});
+        let c = config(v.take());
+        let mut vm = Vm::new(&c);
+        let r = request(
+            "/v1/search?q=..%2F..%2Fetc",
+            &[(":method", "POST"), ("content-type", "application/json")],
+        );
+        let Verdict::ReadBody { forward, pending } = vm.judge(&c, &r) else {
+            panic!()
+        };
+        assert_eq!(
+            forward.monitored,
+            Some(Reason::InputSuspicious),
+            "query match logged now; the body is still judged"
+        );
+        let Verdict::Allow(forward) =
+            on_request_body(&c, &pending, br#"{"q": "1; drop table x"}"#, NOW)
+        else {
+            panic!()
+        };
+        assert_eq!(forward.monitored, Some(Reason::InputSuspicious));
+        let r = request("/v1/search?q=..%2F..%2Fetc", &[(":method", "GET")]);
+        let c2 = config(
+            json!({"routes": [{"id": "search", "match": {"path": "/v1/search"}, "public": true,
+            "request": {"negative": {"mode": "monitor", "detectors": ["path_traversal"]}, "body": "optional"}}]}),
+        );
+        let mut vm2 = Vm::new(&c2);
+        assert!(matches!(vm2.judge(&c2, &r), Verdict::ReadBody { .. }));
+    }
+
+    #[test]
+    fn request_configuration_errors_name_the_field() {
+        let route = |request: serde_json::Value| {
+            let v = json!({"routes": [{"id": "a", "match": {"path": "/a/{id}"}, "public": true, "request": request}]});
+            Config::compile(v.to_string().as_bytes()).unwrap_err().path
+        };
+        assert_eq!(
+            route(json!({"schema": {"type": "nope"}})),
+            "routes[0].request.schema"
+        );
+        assert_eq!(
+            route(json!({"schema": {"format": "ibna"}})),
+            "routes[0].request.schema"
+        );
+        assert_eq!(
+            route(json!({"schema": {"$ref": "https://example.com/x.json"}})),
+            "routes[0].request.schema"
+        );
+        assert_eq!(
+            route(json!({"content_types": ["text/plain"]})),
+            "routes[0].request.content_types[0]"
+        );
+        assert_eq!(
+            route(json!({"limits": {"max_depth": 0}})),
+            "routes[0].request.limits.max_depth"
+        );
+        assert_eq!(
+            route(json!({"path": {"properties": {"other": {}}}})),
+            "routes[0].request.path"
+        );
+        assert_eq!(
+            route(json!({"headers": {"properties": {"X-Key": {}}}})),
+            "routes[0].request.headers"
+        );
+        assert_eq!(
+            route(json!({"negative": {"detectors": []}})),
+            "routes[0].request.negative"
+        );
+        assert_eq!(
+            route(json!({"body": "forbidden", "schema": {}})),
+            "routes[0].request.body"
+        );
+        assert_eq!(
+            route(json!({"max_body_bytes": 0})),
+            "routes[0].request.max_body_bytes"
         );
     }
 }

@@ -19,6 +19,7 @@ use crate::config::{ConfigError, Mode};
 use crate::decision::Reason;
 use crate::ratelimit::concurrency::{self, ConcurrencyLimit, RawConcurrency};
 use crate::ratelimit::{compile_limits, Limit, RawLimit};
+use crate::validation::{RawRequest, RequestPolicy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -50,15 +51,6 @@ struct RawMatch {
     host: Option<String>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawRequest {
-    max_body_bytes: Option<usize>,
-}
-
-/// Default cap on a body finguard buffers to judge.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
-
 #[derive(Debug)]
 pub struct RoutePolicy {
     pub id: String,
@@ -66,7 +58,8 @@ pub struct RoutePolicy {
     pub methods: Vec<String>,
     /// `None`: the global mode.
     pub mode: Option<Mode>,
-    pub max_body_bytes: usize,
+    /// Parameters and body the route accepts (`validation`), `max_body_bytes` included.
+    pub request: RequestPolicy,
     /// `None`: public, no credentials required.
     pub auth: Option<AuthPolicy>,
     pub rate_limits: Vec<Limit>,
@@ -197,16 +190,8 @@ impl RouteTable {
                     provider_names,
                 )?),
             };
-            let max_body_bytes = spec
-                .request
-                .max_body_bytes
-                .unwrap_or(DEFAULT_MAX_BODY_BYTES);
-            if max_body_bytes == 0 || max_body_bytes > 16 * 1024 * 1024 {
-                return Err(fail(
-                    ".request.max_body_bytes",
-                    "must be between 1 and 16777216",
-                ));
-            }
+            let request =
+                RequestPolicy::compile(spec.request, &format!("{path}.request"), &params)?;
 
             let rate_limits =
                 compile_limits(spec.rate_limit, &format!("{path}.rate_limit"), &spec.id)?;
@@ -252,7 +237,7 @@ impl RouteTable {
                 id: spec.id,
                 methods,
                 mode: spec.mode,
-                max_body_bytes,
+                request,
                 auth,
                 rate_limits,
                 concurrency: in_flight,

@@ -265,7 +265,7 @@ impl FilterContext {
                             .routes
                             .routes()
                             .get(waiter.route)
-                            .map_or(0, |r| r.max_body_bytes);
+                            .map_or(0, |r| r.request.max_body_bytes);
                         waiter.body = if body_size > limit {
                             BodyProgress::TooLarge
                         } else {
@@ -280,7 +280,7 @@ impl FilterContext {
                         .routes
                         .routes()
                         .get(pending.route)
-                        .map_or(0, |r| r.max_body_bytes);
+                        .map_or(0, |r| r.request.max_body_bytes);
                     if body_size > limit {
                         (
                             pipeline::on_body_overflow(&config, pending),

@@ -1,0 +1,415 @@
+//! Input validation (the positive model first, then an optional negative model): what a route
+//! accepts as parameters and as a body. Compiled once from `routes[i].request`; judged by the
+//! pipeline in two places:
+//!
+//! - headers phase ([`RequestPolicy::check_params`]): path parameters, query parameters and
+//!   selected headers against their schemas (400 `parameter-invalid`), and the negative model
+//!   on query values;
+//! - body phase ([`RequestPolicy::judge_body`]), in this order, each step cheaper than the next
+//!   and run before it: size (413) -> body required / forbidden (400) -> content type (415) ->
+//!   UTF-8 (400 `body-malformed`) -> structure limits on the raw bytes (400
+//!   `json-limit-exceeded`) -> strict JSON, duplicate names refused (400 `body-malformed`) ->
+//!   schema (422 `schema-violation`) -> negative model (400 `input-suspicious`, or a log line in
+//!   monitor mode). The parsed document is handed on to body-bound authorization.
+
+pub mod formats;
+pub mod limits;
+pub mod negative;
+pub mod params;
+pub mod schema;
+
+use crate::decision::{Reason, Violation};
+use crate::json;
+use limits::{LimitError, Limits, RawLimits};
+use negative::{Negative, NegativeMode, RawNegative};
+use schema::{Dialect, Schema};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Default cap on a body finguard buffers to judge.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// `routes[i].request`, as written.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequest {
+    max_body_bytes: Option<usize>,
+    content_types: Option<Vec<String>>,
+    body: Option<BodyRule>,
+    schema: Option<Value>,
+    limits: Option<RawLimits>,
+    query: Option<Value>,
+    headers: Option<Value>,
+    path: Option<Value>,
+    negative: Option<RawNegative>,
+}
+
+/// Whether the operation takes a body.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyRule {
+    Required,
+    Optional,
+    Forbidden,
+}
+
+/// What a route accepts, compiled.
+#[derive(Debug)]
+pub struct RequestPolicy {
+    pub max_body_bytes: usize,
+    /// Accepted media types (lower-case essence, no parameters); `None`: any JSON media type.
+    content_types: Option<Vec<String>>,
+    body: BodyRule,
+    schema: Option<Schema>,
+    limits: Limits,
+    query: Option<Schema>,
+    /// The header schema and the header names it selects.
+    headers: Option<(Schema, Vec<String>)>,
+    path: Option<Schema>,
+    negative: Option<Negative>,
+}
+
+impl Default for RequestPolicy {
+    fn default() -> RequestPolicy {
+        RequestPolicy {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            content_types: None,
+            body: BodyRule::Optional,
+            schema: None,
+            limits: Limits::default(),
+            query: None,
+            headers: None,
+            path: None,
+            negative: None,
+        }
+    }
+}
+
+/// A refusal from validation: the reason and what broke (pointer + keyword, never a value).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub reason: Reason,
+    pub violations: Vec<Violation>,
+}
+
+impl Invalid {
+    fn bare(reason: Reason) -> Invalid {
+        Invalid {
+            reason,
+            violations: Vec::new(),
+        }
+    }
+
+    fn one(reason: Reason, pointer: &str, keyword: &str) -> Invalid {
+        Invalid {
+            reason,
+            violations: vec![Violation {
+                pointer: pointer.into(),
+                keyword: keyword.into(),
+            }],
+        }
+    }
+}
+
+/// A body that passed: the parsed document (`null` for an empty body) and, in negative-model
+/// monitor mode, the match that was let through (for the log line).
+#[derive(Debug)]
+pub struct Accepted {
+    pub document: Value,
+    pub suspicious: Option<Violation>,
+}
+
+impl RequestPolicy {
+    /// Compiles `raw`; `path` is the configuration path of the `request` object
+    /// (`routes[3].request`), `template_params` the route's path parameters.
+    pub fn compile(
+        raw: RawRequest,
+        path: &str,
+        template_params: &[String],
+    ) -> Result<RequestPolicy, crate::config::ConfigError> {
+        let fail = |field: &str, message: String| crate::config::ConfigError {
+            path: format!("{path}.{field}"),
+            message,
+        };
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 || max_body_bytes > 16 * 1024 * 1024 {
+            return Err(fail(
+                "max_body_bytes",
+                "must be between 1 and 16777216".into(),
+            ));
+        }
+        let content_types = match raw.content_types {
+            None => None,
+            Some(types) if types.is_empty() => {
+                return Err(fail("content_types", "name at least one media type".into()))
+            }
+            Some(types) => {
+                let mut out = Vec::with_capacity(types.len());
+                for (i, t) in types.iter().enumerate() {
+                    let essence = t.trim().to_ascii_lowercase();
+                    if essence.contains(';') || !is_json_media_type(&essence) {
+                        return Err(fail(
+                            &format!("content_types[{i}]"),
+                            "must be a JSON media type (application/json or */*+json) without parameters".into(),
+                        ));
+                    }
+                    out.push(essence);
+                }
+                Some(out)
+            }
+        };
+        let schema = match &raw.schema {
+            None => None,
+            Some(value) => {
+                let dialect = Dialect::of(value).map_err(|m| fail("schema", m))?;
+                Some(Schema::compile(value, dialect).map_err(|m| fail("schema", m))?)
+            }
+        };
+        // A route that declares a body schema expects a body unless told otherwise.
+        let body = raw.body.unwrap_or(if schema.is_some() {
+            BodyRule::Required
+        } else {
+            BodyRule::Optional
+        });
+        if body == BodyRule::Forbidden && schema.is_some() {
+            return Err(fail("body", "a forbidden body has no schema".into()));
+        }
+        let limits = match &raw.limits {
+            None => Limits::default(),
+            Some(l) => Limits::compile(l)
+                .map_err(|(field, m)| fail(&format!("limits.{field}"), m.into()))?,
+        };
+        let group = |value: &Option<Value>,
+                     name: &str|
+         -> Result<Option<Schema>, crate::config::ConfigError> {
+            value
+                .as_ref()
+                .map(|v| params::compile_group(v, name, template_params).map_err(|m| fail(name, m)))
+                .transpose()
+        };
+        let query = group(&raw.query, "query")?;
+        let path_schema = group(&raw.path, "path")?;
+        let headers = match &raw.headers {
+            None => None,
+            Some(value) => {
+                let names = params::selected_headers(value).map_err(|m| fail("headers", m))?;
+                let compiled =
+                    params::compile_group(value, "headers", &[]).map_err(|m| fail("headers", m))?;
+                Some((compiled, names))
+            }
+        };
+        let negative = raw
+            .negative
+            .map(Negative::compile)
+            .transpose()
+            .map_err(|m| fail("negative", m))?;
+        Ok(RequestPolicy {
+            max_body_bytes,
+            content_types,
+            body,
+            schema,
+            limits,
+            query,
+            headers,
+            path: path_schema,
+            negative,
+        })
+    }
+
+    /// Whether the request must be held until its body has been judged.
+    pub fn reads_body(&self) -> bool {
+        self.schema.is_some()
+            || self.body != BodyRule::Optional
+            || self.content_types.is_some()
+            || self.negative.is_some()
+    }
+
+    /// Headers phase: path parameters, query parameters, selected headers, and the negative
+    /// model on query values. `Ok(Some(_))`: a monitor-mode negative match to log.
+    pub fn check_params<'p>(
+        &self,
+        request: &crate::request::RequestView,
+        path_params: impl Iterator<Item = (&'p str, &'p str)>,
+    ) -> Result<Option<Violation>, Invalid> {
+        let invalid = |violations: Vec<Violation>| Invalid {
+            reason: Reason::ParameterInvalid,
+            violations,
+        };
+        if let Some(schema) = &self.path {
+            let mut object = Map::new();
+            for (name, raw) in path_params {
+                let Some(value) = params::decode(raw, false) else {
+                    return Err(Invalid::one(
+                        Reason::ParameterInvalid,
+                        "/path/*",
+                        "encoding",
+                    ));
+                };
+                object.insert(name.to_owned(), Value::String(value));
+            }
+            let violations = params::check(schema, &Value::Object(object), "path");
+            if !violations.is_empty() {
+                return Err(invalid(violations));
+            }
+        }
+        let mut query_values: Option<Value> = None;
+        if let Some(schema) = &self.query {
+            let object =
+                params::query_object(request.query(), schema).map_err(|v| invalid(vec![v]))?;
+            let violations = params::check(schema, &object, "query");
+            if !violations.is_empty() {
+                return Err(invalid(violations));
+            }
+            query_values = Some(object);
+        }
+        if let Some((schema, names)) = &self.headers {
+            let mut object = Map::new();
+            for name in names {
+                let mut values = request.headers_named(name);
+                if let Some(first) = values.next() {
+                    if values.next().is_some() {
+                        return Err(Invalid::one(
+                            Reason::ParameterInvalid,
+                            &format!("/headers/{}", schema::escape(name)),
+                            "duplicate",
+                        ));
+                    }
+                    object.insert(name.clone(), Value::String(first.to_owned()));
+                }
+            }
+            let violations = params::check(schema, &Value::Object(object), "headers");
+            if !violations.is_empty() {
+                return Err(invalid(violations));
+            }
+        }
+        let Some(negative) = &self.negative else {
+            return Ok(None);
+        };
+        let query = match (query_values, request.query()) {
+            (Some(object), _) => object,
+            (None, Some(raw)) => {
+                // No query schema: still decode it for the detectors (undecodable: refused).
+                let mut map = Map::new();
+                for pair in raw.split('&').filter(|p| !p.is_empty()) {
+                    let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                    let decoded = params::decode(name, true).zip(params::decode(value, true));
+                    let Some((name, value)) = decoded else {
+                        return Err(Invalid::one(
+                            Reason::ParameterInvalid,
+                            "/query/*",
+                            "encoding",
+                        ));
+                    };
+                    map.insert(name, Value::String(value));
+                }
+                Value::Object(map)
+            }
+            (None, None) => return Ok(None),
+        };
+        let declared = |name: &str| self.query.as_ref().is_some_and(|s| s.declares(name));
+        let Some(mut hit) = negative.check_document(&query, &declared) else {
+            return Ok(None);
+        };
+        hit.pointer.insert_str(0, "/query");
+        match negative.mode {
+            NegativeMode::Monitor => Ok(Some(hit)),
+            NegativeMode::Enforce => Err(Invalid {
+                reason: Reason::InputSuspicious,
+                violations: vec![hit],
+            }),
+        }
+    }
+
+    /// Body phase, from the size check to the negative model (see the module docs). `body`
+    /// is the whole body; `content_type` the request's header.
+    pub fn judge_body(&self, content_type: Option<&str>, body: &[u8]) -> Result<Accepted, Invalid> {
+        if body.len() > self.max_body_bytes {
+            return Err(Invalid::bare(Reason::BodyTooLarge));
+        }
+        match (self.body, body.is_empty()) {
+            (BodyRule::Required, true) => return Err(Invalid::bare(Reason::BodyRequired)),
+            (BodyRule::Forbidden, false) => return Err(Invalid::bare(Reason::BodyForbidden)),
+            _ => {}
+        }
+        if body.is_empty() {
+            // An absent body is judged as `null`: every body-bound rule then fails closed.
+            return Ok(Accepted {
+                document: Value::Null,
+                suspicious: None,
+            });
+        }
+        if !content_type.is_some_and(|ct| self.accepts(ct)) {
+            return Err(Invalid::bare(Reason::ContentTypeUnsupported));
+        }
+        if std::str::from_utf8(body).is_err() {
+            return Err(Invalid::one(Reason::BodyMalformed, "", "utf-8"));
+        }
+        match limits::scan(body, &self.limits) {
+            Ok(()) => {}
+            Err(LimitError::Malformed) => return Err(Invalid::bare(Reason::BodyMalformed)),
+            Err(LimitError::Exceeded(limit)) => {
+                return Err(Invalid::one(Reason::JsonLimitExceeded, "", limit))
+            }
+        }
+        let Ok(document) = json::parse_strict(body) else {
+            return Err(Invalid::bare(Reason::BodyMalformed));
+        };
+        if let Some(schema) = &self.schema {
+            if !schema.is_valid(&document) {
+                return Err(Invalid {
+                    reason: Reason::SchemaViolation,
+                    violations: schema.violations(&document, ""),
+                });
+            }
+        }
+        let mut suspicious = None;
+        if let Some(negative) = &self.negative {
+            let declared = |name: &str| self.schema.as_ref().is_some_and(|s| s.declares(name));
+            if let Some(hit) = negative.check_document(&document, &declared) {
+                if negative.mode == NegativeMode::Enforce {
+                    return Err(Invalid {
+                        reason: Reason::InputSuspicious,
+                        violations: vec![hit],
+                    });
+                }
+                suspicious = Some(hit);
+            }
+        }
+        Ok(Accepted {
+            document,
+            suspicious,
+        })
+    }
+
+    /// The content type is accepted: its essence is listed (or, without a list, is a JSON
+    /// media type), and a `charset` parameter, if any, is UTF-8.
+    fn accepts(&self, content_type: &str) -> bool {
+        let mut parts = content_type.split(';');
+        let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let charset_ok = parts.all(|param| match param.split_once('=') {
+            Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+                value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+            }
+            _ => true,
+        });
+        charset_ok
+            && match &self.content_types {
+                Some(list) => list.contains(&essence),
+                None => is_json_media_type(&essence),
+            }
+    }
+}
+
+/// `application/json` or any `*/*+json`, parameters (charset) allowed, case-insensitive.
+pub fn is_json_media_type(value: &str) -> bool {
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    !kind.is_empty() && (subtype == "json" && kind == "application" || subtype.ends_with("+json"))
+}
