@@ -11,6 +11,7 @@ pub mod decision;
 pub mod json;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod redaction;
 pub mod request;
 pub mod routes;
 
