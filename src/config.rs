@@ -13,6 +13,7 @@ use crate::authn::provider::{ClaimHeader, Provider};
 use crate::decision::Reason;
 use crate::ratelimit::gcra::Rate;
 use crate::ratelimit::{KeyPart, RateLimiting, RawRateLimits};
+use crate::redaction::{RawResponse, ResponseDefaults};
 use crate::routes::{RouteSpec, RouteTable};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
@@ -77,6 +78,7 @@ struct RawConfig {
     rate_limits: Option<RawRateLimits>,
     #[serde(default)]
     verification_budget: RawBudget,
+    response: Option<RawResponse>,
     routes: Vec<RouteSpec>,
 }
 
@@ -294,6 +296,8 @@ pub struct Config {
     /// Every header finguard sets upstream (claims, API-key identity): always removed from
     /// client requests.
     pub identity_headers: Vec<String>,
+    /// The global response policy (each route holds its merged one).
+    pub response: ResponseDefaults,
 }
 
 const SUPPORTED_ALGORITHMS: &str =
@@ -374,7 +378,8 @@ impl Config {
             _ => return err("unmatched_route_status", "must be 404 or 403"),
         };
         let provider_names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-        let routes = RouteTable::compile(raw.routes, &provider_names, unmatched)?;
+        let response = ResponseDefaults::compile(raw.response)?;
+        let routes = RouteTable::compile(raw.routes, &provider_names, unmatched, &response)?;
         if routes.requires_tokens() && providers.is_empty() {
             return err(
                 "providers",
@@ -410,6 +415,7 @@ impl Config {
             has_rate_limits,
             rate_limits,
             identity_headers: identity_headers.into_iter().collect(),
+            response,
         })
     }
 }

@@ -13,6 +13,7 @@ pub mod pipeline;
 pub mod ratelimit;
 pub mod redaction;
 pub mod request;
+pub mod response;
 pub mod routes;
 
 // The ABI adapter exists only in the module Envoy loads (wasm32-wasip1); the core also compiles

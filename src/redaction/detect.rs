@@ -35,7 +35,7 @@ pub fn luhn_valid(digits: impl DoubleEndedIterator<Item = u8>) -> bool {
         }
         sum += v;
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Card numbers in `text`: maximal digit runs with optional single-space or single-dash grouping.

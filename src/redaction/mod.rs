@@ -206,10 +206,19 @@ struct Part {
 }
 
 /// The global `response` block, compiled, and the policy of routes without their own.
+#[derive(Default)]
 pub struct ResponseDefaults {
     global: Option<Part>,
     key: Option<TokenKey>,
     policy: Option<Rc<ResponsePolicy>>,
+}
+
+impl std::fmt::Debug for ResponseDefaults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseDefaults")
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 fn fail<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
@@ -223,11 +232,7 @@ impl ResponseDefaults {
     /// Compiles the top-level `response` block.
     pub fn compile(raw: Option<RawResponse>) -> Result<ResponseDefaults, ConfigError> {
         let Some(raw) = raw else {
-            return Ok(ResponseDefaults {
-                global: None,
-                key: None,
-                policy: None,
-            });
+            return Ok(ResponseDefaults::default());
         };
         let key = match &raw.tokenise_key {
             None => None,
