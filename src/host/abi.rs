@@ -115,3 +115,91 @@ pub fn reset_request() -> Result<(), u32> {
     // SAFETY: no pointers.
     check(unsafe { proxy_close_stream(HTTP_REQUEST_STREAM) })
 }
+
+// Response-phase calls (src/host/response.rs): read a header, read and replace the buffered body.
+#[allow(clashing_extern_declarations)]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> u32;
+}
+
+const NOT_FOUND: u32 = 1;
+const HTTP_RESPONSE_STREAM: u32 = 1;
+const HTTP_RESPONSE_BODY: u32 = 1;
+
+/// Takes ownership of a buffer the host allocated through the module's allocator.
+///
+/// # Safety
+/// `data`/`size` must come from a successful host call that returned an allocation.
+unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: the host allocated `size` bytes with proxy_on_memory_allocate (the SDK's
+        // allocator, a Vec of that capacity), exactly as the SDK's own hostcalls assume.
+        unsafe { Vec::from_raw_parts(data, size, size) }
+    }
+}
+
+/// One header value of the current stream's map (`None`: absent).
+pub fn header(map: MapType, name: &str) -> Result<Option<Vec<u8>>, u32> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: borrowed name valid for the call; out-pointers point at locals.
+    let status = unsafe {
+        proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size)
+    };
+    match status {
+        // SAFETY: a successful call returned a host allocation (or null).
+        OK => Ok(Some(unsafe { take(data, size) })),
+        NOT_FOUND => Ok(None),
+        other => Err(other),
+    }
+}
+
+/// The buffered response body, `size` bytes from the start.
+pub fn response_body(size: usize) -> Result<Vec<u8>, u32> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut length: usize = 0;
+    // SAFETY: out-pointers point at locals.
+    let status =
+        unsafe { proxy_get_buffer_bytes(HTTP_RESPONSE_BODY, 0, size, &mut data, &mut length) };
+    match status {
+        // SAFETY: a successful call returned a host allocation (or null).
+        OK => Ok(unsafe { take(data, length) }),
+        NOT_FOUND => Ok(Vec::new()),
+        other => Err(other),
+    }
+}
+
+/// Replaces the first `size` bytes of the buffered response body with `body`.
+pub fn set_response_body(size: usize, body: &[u8]) -> Result<(), u32> {
+    // SAFETY: borrowed buffer valid for the call; the host copies it.
+    check(unsafe { proxy_set_buffer_bytes(HTTP_RESPONSE_BODY, 0, size, body.as_ptr(), body.len()) })
+}
+
+/// Resets the current stream's response: the last resort when it cannot be answered.
+pub fn reset_response() -> Result<(), u32> {
+    // SAFETY: no pointers.
+    check(unsafe { proxy_close_stream(HTTP_RESPONSE_STREAM) })
+}

@@ -7,6 +7,7 @@
 //! every body callback answers `Pause`, which keeps Envoy buffering instead of forwarding.
 
 use super::abi;
+use super::response;
 use super::root::{BodyProgress, Stream, Vm, Waiter};
 use super::shared_store::SharedData;
 use super::{log, now_ms};
@@ -29,6 +30,8 @@ pub struct FilterContext {
     vm: Shared,
     /// Added to the upstream's response (rate-limit fields on allowed requests).
     response_headers: Vec<(&'static str, String)>,
+    /// The response phase (response policies: see host/response.rs).
+    held: response::Held,
 }
 
 impl FilterContext {
@@ -37,6 +40,7 @@ impl FilterContext {
             context_id,
             vm,
             response_headers: Vec::new(),
+            held: response::Held::default(),
         }
     }
 }
@@ -98,14 +102,11 @@ impl HttpContext for FilterContext {
                 if !apply_forward(&forward) {
                     return Action::Pause;
                 }
+                response::hold(&self.vm, self.context_id, &forward);
                 if end_of_stream {
                     // No body will come: judge the empty one now.
                     let verdict = pipeline::on_request_body(&config, &pending, &[], now / 1000);
-                    return if apply_verdict(&verdict) {
-                        Action::Continue
-                    } else {
-                        Action::Pause
-                    };
+                    return self.settle(&verdict);
                 }
                 self.set_stream(Stream::ReadingBody(pending));
                 Action::Pause
@@ -114,6 +115,7 @@ impl HttpContext for FilterContext {
                 hold_permits(&self.vm, self.context_id, &forward);
                 self.response_headers = forward.response_headers.clone();
                 if apply_forward(&forward) {
+                    response::hold(&self.vm, self.context_id, &forward);
                     Action::Continue
                 } else {
                     Action::Pause
@@ -151,18 +153,22 @@ impl HttpContext for FilterContext {
                 }
             }
         };
-        if apply_verdict(&verdict) {
-            Action::Continue
-        } else {
-            Action::Pause
-        }
+        self.settle(&verdict)
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         for (name, value) in self.response_headers.drain(..) {
             let _ = abi::set_header(MapType::HttpResponseHeaders, name, &value);
         }
-        Action::Continue
+        response::on_headers(&self.vm, self.context_id, end_of_stream, &mut self.held)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        response::on_body(&mut self.held, body_size, end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
+        response::on_trailers(&mut self.held)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -218,15 +224,22 @@ impl HttpContext for FilterContext {
             }
         };
         drop(pending);
-        if apply_verdict(&verdict) {
-            Action::Continue
-        } else {
-            Action::Pause
-        }
+        self.settle(&verdict)
     }
 }
 
 impl FilterContext {
+    /// Applies a body-phase verdict; a refused request's response is finguard's own, so its
+    /// response plan is dropped.
+    fn settle(&self, verdict: &Verdict) -> Action {
+        if apply_verdict(verdict) {
+            Action::Continue
+        } else {
+            response::forget(&self.vm, self.context_id);
+            Action::Pause
+        }
+    }
+
     fn set_stream(&self, stream: Stream) {
         if let Ok(mut guard) = self.vm.try_borrow_mut() {
             if let Some(vm) = guard.as_mut() {
@@ -243,6 +256,7 @@ impl Drop for FilterContext {
         if let Ok(mut guard) = self.vm.try_borrow_mut() {
             if let Some(vm) = guard.as_mut() {
                 vm.streams.remove(&self.context_id);
+                vm.responses.remove(&self.context_id);
                 if let Some(permits) = vm.permits.remove(&self.context_id) {
                     concurrency::release(
                         &mut SharedData,
