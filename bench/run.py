@@ -399,7 +399,14 @@ def upstream_config() -> str:
     return render((CONFIGS / "upstream.yaml").read_text(), {
         "JWKS_JSON": json.dumps((FIXTURES / "jwks.json").read_text()),
         "ACCOUNT_JSON": json.dumps((BENCH / "payloads" / "account.json").read_text().strip()),
+        "ACCOUNTS_100K_JSON": json.dumps(accounts_100k()),
     })
+
+
+def accounts_100k() -> str:
+    """About 100 KB of JSON: the 1 KB account repeated in a list (response redaction, R2)."""
+    account = json.loads((BENCH / "payloads" / "account.json").read_text())
+    return json.dumps({"accounts": [account] * 97}, separators=(",", ":"))
 
 
 def token_for(spec: dict, name: str) -> str | None:

@@ -563,3 +563,120 @@ fn merge(
         max_body_bytes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    fn raw(v: serde_json::Value) -> RawResponse {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn error(global: serde_json::Value, route: Option<serde_json::Value>) -> ConfigError {
+        let defaults = match ResponseDefaults::compile(Some(raw(global))) {
+            Ok(d) => d,
+            Err(e) => return e,
+        };
+        defaults
+            .for_route(route.map(raw), "routes[1].response")
+            .unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_their_path_and_never_the_key() {
+        let e = error(
+            json!({"rules": [{"pointer": "/a", "action": "tokenise"}]}),
+            None,
+        );
+        assert_eq!(e.path, "response.rules[0].action");
+        let e = error(json!({"tokenise_key": "c2hvcnQ="}), None);
+        assert_eq!(e.path, "response.tokenise_key");
+        assert!(!e.message.contains("c2hvcnQ"));
+        let e = error(json!({}), Some(json!({"tokenise_key": KEY})));
+        assert_eq!(e.path, "routes[1].response.tokenise_key");
+        let e = error(
+            json!({}),
+            Some(json!({"rules": [{"pointer": "a", "action": "mask"}]})),
+        );
+        assert_eq!(e.path, "routes[1].response.rules[0].pointer");
+        let e = error(
+            json!({}),
+            Some(json!({"rules": [{"pointer": "/a", "action": "pan", "keep_first": 8}]})),
+        );
+        assert_eq!(e.path, "routes[1].response.rules[0].keep_first");
+        let e = error(
+            json!({}),
+            Some(json!({"rules": [{"pointer": "/a", "action": "remove", "keep_last": 2}]})),
+        );
+        assert_eq!(e.path, "routes[1].response.rules[0].keep_last");
+        let e = error(
+            json!({"detect": [{"detector": "iban", "action": "pan"}]}),
+            None,
+        );
+        assert_eq!(e.path, "response.detect[0].action");
+        let e = error(json!({"detect": ["ssn"]}), None);
+        assert_eq!(e.path, "response.detect[0]");
+        let e = error(json!({"headers": {"remove": ["content-length"]}}), None);
+        assert_eq!(e.path, "response.headers.remove[0]");
+        let many: Vec<_> = (0..65)
+            .map(|i| json!({"pointer": "/a", "action": "mask", "unmask_scope": format!("s{i}")}))
+            .collect();
+        assert_eq!(error(json!({"rules": many}), None).path, "response");
+    }
+
+    #[test]
+    fn route_blocks_merge_with_the_global_one() {
+        let defaults = ResponseDefaults::compile(Some(raw(json!({
+            "rules": [{"pointer": "/a", "action": "remove"}],
+            "detect": ["pan", "email"],
+            "headers": {"remove": ["x-global"], "cache_control": "private"},
+            "upstream_errors": "pass",
+            "tokenise_key": KEY
+        }))))
+        .unwrap();
+        let global = defaults
+            .for_route(None, "routes[0].response")
+            .unwrap()
+            .unwrap();
+        assert!(Rc::ptr_eq(&global, defaults.global().unwrap()));
+        let route = defaults
+            .for_route(
+                Some(raw(json!({
+                    "rules": [{"pointer": "/b", "action": "tokenise", "unmask_scope": "pii:read"}],
+                    "detect": [{"detector": "email", "action": "off"}, "iban"],
+                    "headers": {"remove": ["x-route"], "nosniff": false},
+                    "max_body_bytes": 10
+                }))),
+                "routes[0].response",
+            )
+            .unwrap()
+            .unwrap();
+        let pointers: Vec<_> = route.rules.iter().map(|r| r.segments.clone()).collect();
+        assert_eq!(
+            pointers,
+            [pointer::parse("/b").unwrap(), pointer::parse("/a").unwrap()]
+        );
+        assert!(route.detect_pan.is_some() && route.detect_iban.is_some());
+        assert!(route.detect_email.is_none());
+        assert_eq!(
+            route.headers.remove,
+            ["server", "x-powered-by", "x-global", "x-route"]
+        );
+        assert_eq!(route.headers.cache_control.as_deref(), Some("private"));
+        assert!(!route
+            .headers
+            .add
+            .iter()
+            .any(|(n, _)| *n == "x-content-type-options"));
+        assert!(!route.sanitise_upstream_errors);
+        assert_eq!(route.max_body_bytes, 10);
+        assert_eq!(route.unmasked_for(&["pii:read".into()]), 1);
+        assert_eq!(route.unmasked_for(&["other".into()]), 0);
+        assert!(ResponseDefaults::compile(None).unwrap().global().is_none());
+    }
+}
