@@ -116,17 +116,10 @@ pub fn reset_request() -> Result<(), u32> {
     check(unsafe { proxy_close_stream(HTTP_REQUEST_STREAM) })
 }
 
-// Response-phase calls (src/host/response.rs): read a header, read and replace the buffered body.
+// Response-phase calls (src/host/response.rs): read the head, read and replace the buffered body.
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
 extern "C" {
-    fn proxy_get_header_map_value(
-        map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
-        return_value_data: *mut *mut u8,
-        return_value_size: *mut usize,
-    ) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,
@@ -161,22 +154,6 @@ unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
     }
 }
 
-/// One header value of the current stream's map (`None`: absent).
-pub fn header(map: MapType, name: &str) -> Result<Option<Vec<u8>>, u32> {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: borrowed name valid for the call; out-pointers point at locals.
-    let status = unsafe {
-        proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size)
-    };
-    match status {
-        // SAFETY: a successful call returned a host allocation (or null).
-        OK => Ok(Some(unsafe { take(data, size) })),
-        NOT_FOUND => Ok(None),
-        other => Err(other),
-    }
-}
-
 /// The buffered response body, `size` bytes from the start.
 pub fn response_body(size: usize) -> Result<Vec<u8>, u32> {
     let mut data: *mut u8 = std::ptr::null_mut();
@@ -202,4 +179,54 @@ pub fn set_response_body(size: usize, body: &[u8]) -> Result<(), u32> {
 pub fn reset_response() -> Result<(), u32> {
     // SAFETY: no pointers.
     check(unsafe { proxy_close_stream(HTTP_RESPONSE_STREAM) })
+}
+
+#[allow(clashing_extern_declarations)]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// Every header of the current stream's map, in one host call: (lowercase name, value bytes).
+/// A malformed serialisation from the host is an error, not a panic.
+pub fn header_pairs(map: MapType) -> Result<Vec<(String, Vec<u8>)>, u32> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: out-pointers point at locals.
+    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+    if status != OK {
+        return Err(status);
+    }
+    // SAFETY: a successful call returned a host allocation (or null).
+    let bytes = unsafe { take(data, size) };
+    parse_pairs(&bytes).ok_or(u32::MAX)
+}
+
+fn parse_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let word = |at: usize| -> Option<usize> {
+        let raw: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        usize::try_from(u32::from_le_bytes(raw)).ok()
+    };
+    let count = word(0)?;
+    let mut sizes = Vec::with_capacity(count.min(1024));
+    for i in 0..count {
+        sizes.push((word(4 + i * 8)?, word(8 + i * 8)?));
+    }
+    let mut at = 4 + count * 8;
+    let mut pairs = Vec::with_capacity(sizes.len());
+    for (name_len, value_len) in sizes {
+        let name = bytes.get(at..at + name_len)?;
+        at += name_len + 1;
+        let value = bytes.get(at..at + value_len)?;
+        at += value_len + 1;
+        pairs.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+    }
+    Some(pairs)
 }

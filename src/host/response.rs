@@ -51,10 +51,6 @@ pub fn forget(vm: &Shared, context_id: u32) {
     }
 }
 
-fn text(value: Option<Vec<u8>>) -> Option<String> {
-    value.and_then(|v| String::from_utf8(v).ok())
-}
-
 /// `on_http_response_headers`.
 pub fn on_headers(vm: &Shared, context_id: u32, end_of_stream: bool, held: &mut Held) -> Action {
     let action = headers_phase(vm, context_id, end_of_stream, held);
@@ -74,25 +70,21 @@ fn headers_phase(vm: &Shared, context_id: u32, end_of_stream: bool, held: &mut H
     let Some(plan) = plan else {
         return Action::Continue;
     };
-    let read = |name: &str| abi::header(MapType::HttpResponseHeaders, name).map(text);
-    let (Ok(status), Ok(content_type), Ok(content_encoding)) = (
-        read(":status"),
-        read("content-type"),
-        read("content-encoding"),
-    ) else {
+    // One host call for the whole head; removals only for headers that are present.
+    let Ok(pairs) = abi::header_pairs(MapType::HttpResponseHeaders) else {
         return refuse(&on_response_refused(&plan));
     };
-    let status = status.and_then(|s| s.parse().ok()).unwrap_or(0);
-    let retry_after = if status >= 500 {
-        read("retry-after").ok().flatten()
-    } else {
-        None
+    let value = |name: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
     };
     let head = ResponseHead {
-        status,
-        content_type: content_type.as_deref(),
-        content_encoding: content_encoding.as_deref(),
-        retry_after: retry_after.as_deref(),
+        status: value(":status").and_then(|s| s.parse().ok()).unwrap_or(0),
+        content_type: value("content-type"),
+        content_encoding: value("content-encoding"),
+        retry_after: value("retry-after"),
         end_of_stream,
     };
     let decision = on_response_headers(&plan, &head);
@@ -102,6 +94,7 @@ fn headers_phase(vm: &Shared, context_id: u32, end_of_stream: bool, held: &mut H
     let changed = decision
         .remove
         .iter()
+        .filter(|name| pairs.iter().any(|(n, _)| n == *name))
         .all(|name| abi::remove_header(MapType::HttpResponseHeaders, name).is_ok())
         && decision.set.iter().all(|(name, value)| {
             abi::set_header(MapType::HttpResponseHeaders, name, value).is_ok()

@@ -105,48 +105,53 @@ pub fn iban_valid(compact: &[u8]) -> bool {
 /// IBANs in `text`, compact (`DE89370400440532013000`) or in print form (`DE89 3704 ...`).
 pub fn find_ibans(text: &str, out: &mut Vec<(Range<usize>, Kind)>) {
     let bytes = text.as_bytes();
-    let mut compact: Vec<u8> = Vec::with_capacity(34);
-    // Byte offset (exclusive end) in `text` after each compact character.
-    let mut ends: Vec<usize> = Vec::with_capacity(34);
+    // The candidate's letters and digits, and the byte offset in `text` after each (on the stack:
+    // this runs for many strings of every response).
+    let mut compact = [0u8; 34];
+    let mut ends = [0usize; 34];
     let mut i = 0;
     while i + 4 <= bytes.len() {
-        let starts_here = bytes[i].is_ascii_alphabetic()
-            && bytes[i + 1].is_ascii_alphabetic()
-            && bytes[i + 2].is_ascii_digit()
-            && bytes[i + 3].is_ascii_digit()
-            && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric());
-        if !starts_here {
+        // Candidates start at a word start: the loop visits word starts only.
+        if !bytes[i].is_ascii_alphanumeric() {
             i += 1;
             continue;
         }
-        compact.clear();
-        ends.clear();
-        let mut j = i;
-        while j < bytes.len() && compact.len() < 34 {
-            let b = bytes[j];
-            if b.is_ascii_alphanumeric() {
-                compact.push(b);
-                ends.push(j + 1);
-                j += 1;
-            } else if b == b' ' && bytes.get(j + 1).is_some_and(u8::is_ascii_alphanumeric) {
-                j += 1;
-            } else {
-                break;
+        let starts_here = bytes[i].is_ascii_alphabetic()
+            && bytes[i + 1].is_ascii_alphabetic()
+            && bytes[i + 2].is_ascii_digit()
+            && bytes[i + 3].is_ascii_digit();
+        if starts_here {
+            let mut len = 0;
+            let mut j = i;
+            while j < bytes.len() && len < 34 {
+                let b = bytes[j];
+                if b.is_ascii_alphanumeric() {
+                    compact[len] = b;
+                    ends[len] = j + 1;
+                    len += 1;
+                    j += 1;
+                } else if b == b' ' && bytes.get(j + 1).is_some_and(u8::is_ascii_alphanumeric) {
+                    j += 1;
+                } else {
+                    break;
+                }
             }
-        }
-        // The longest prefix ending at a boundary that passes the check.
-        let found = (15..=compact.len()).rev().find(|&n| {
-            let end = ends[n - 1];
-            let at_boundary = bytes.get(end).is_none_or(|b| !b.is_ascii_alphanumeric());
-            at_boundary && iban_valid(&compact[..n])
-        });
-        match found {
-            Some(n) => {
+            // The longest prefix ending at a boundary that passes the check.
+            let found = (15..=len).rev().find(|&n| {
+                let end = ends[n - 1];
+                let at_boundary = bytes.get(end).is_none_or(|b| !b.is_ascii_alphanumeric());
+                at_boundary && iban_valid(&compact[..n])
+            });
+            if let Some(n) = found {
                 let end = ends[n - 1];
                 out.push((i..end, Kind::Iban));
                 i = end;
+                continue;
             }
-            None => i += 1,
+        }
+        // Skip the rest of this word.
+        while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+            i += 1;
         }
     }
 }
