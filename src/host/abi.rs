@@ -191,9 +191,9 @@ extern "C" {
     ) -> u32;
 }
 
-/// Every header of the current stream's map, in one host call: (lowercase name, value bytes).
-/// A malformed serialisation from the host is an error, not a panic.
-pub fn header_pairs(map: MapType) -> Result<Vec<(String, Vec<u8>)>, u32> {
+/// Every header of the current stream's map, in one host call: the host's serialisation,
+/// read with [`HeaderPairs::get`] without copying each header.
+pub fn header_pairs(map: MapType) -> Result<HeaderPairs, u32> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: out-pointers point at locals.
@@ -203,30 +203,58 @@ pub fn header_pairs(map: MapType) -> Result<Vec<(String, Vec<u8>)>, u32> {
     }
     // SAFETY: a successful call returned a host allocation (or null).
     let bytes = unsafe { take(data, size) };
-    parse_pairs(&bytes).ok_or(u32::MAX)
+    HeaderPairs::parse(bytes).ok_or(u32::MAX)
 }
 
-fn parse_pairs(bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
-    if bytes.is_empty() {
-        return Some(Vec::new());
+/// A serialised header map: count, (name size, value size) pairs, then each name and value
+/// NUL-terminated. Checked once at parse; a malformed one from the host is an error.
+pub struct HeaderPairs {
+    bytes: Vec<u8>,
+    /// (name start, name end, value start, value end) per header.
+    spans: Vec<(usize, usize, usize, usize)>,
+}
+
+impl HeaderPairs {
+    fn parse(bytes: Vec<u8>) -> Option<HeaderPairs> {
+        if bytes.is_empty() {
+            return Some(HeaderPairs {
+                bytes,
+                spans: Vec::new(),
+            });
+        }
+        let word = |at: usize| -> Option<usize> {
+            let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+            usize::try_from(u32::from_le_bytes(raw)).ok()
+        };
+        let count = word(0)?;
+        let mut at = count.checked_mul(8)?.checked_add(4)?;
+        let mut spans = Vec::with_capacity(count.min(256));
+        for i in 0..count {
+            let (name_len, value_len) = (word(4 + i * 8)?, word(8 + i * 8)?);
+            let name_end = at.checked_add(name_len)?;
+            let value_start = name_end.checked_add(1)?;
+            let value_end = value_start.checked_add(value_len)?;
+            // Each value is followed by its NUL.
+            if value_end >= bytes.len() {
+                return None;
+            }
+            spans.push((at, name_end, value_start, value_end));
+            at = value_end.checked_add(1)?;
+        }
+        Some(HeaderPairs { bytes, spans })
     }
-    let word = |at: usize| -> Option<usize> {
-        let raw: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
-        usize::try_from(u32::from_le_bytes(raw)).ok()
-    };
-    let count = word(0)?;
-    let mut sizes = Vec::with_capacity(count.min(1024));
-    for i in 0..count {
-        sizes.push((word(4 + i * 8)?, word(8 + i * 8)?));
+
+    /// The first value of `name` (lowercase), if it is UTF-8.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.spans
+            .iter()
+            .find(|(ns, ne, _, _)| self.bytes.get(*ns..*ne) == Some(name.as_bytes()))
+            .and_then(|(_, _, vs, ve)| std::str::from_utf8(self.bytes.get(*vs..*ve)?).ok())
     }
-    let mut at = 4 + count * 8;
-    let mut pairs = Vec::with_capacity(sizes.len());
-    for (name_len, value_len) in sizes {
-        let name = bytes.get(at..at + name_len)?;
-        at += name_len + 1;
-        let value = bytes.get(at..at + value_len)?;
-        at += value_len + 1;
-        pairs.push((String::from_utf8_lossy(name).into_owned(), value.to_vec()));
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.spans
+            .iter()
+            .any(|(ns, ne, _, _)| self.bytes.get(*ns..*ne) == Some(name.as_bytes()))
     }
-    Some(pairs)
 }

@@ -74,12 +74,7 @@ fn headers_phase(vm: &Shared, context_id: u32, end_of_stream: bool, held: &mut H
     let Ok(pairs) = abi::header_pairs(MapType::HttpResponseHeaders) else {
         return refuse(&on_response_refused(&plan));
     };
-    let value = |name: &str| {
-        pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-    };
+    let value = |name: &str| pairs.get(name);
     let head = ResponseHead {
         status: value(":status").and_then(|s| s.parse().ok()).unwrap_or(0),
         content_type: value("content-type"),
@@ -87,6 +82,15 @@ fn headers_phase(vm: &Shared, context_id: u32, end_of_stream: bool, held: &mut H
         retry_after: value("retry-after"),
         end_of_stream,
     };
+    if (100..200).contains(&head.status) {
+        // An informational response: the plan is for the final one.
+        if let Ok(mut guard) = vm.try_borrow_mut() {
+            if let Some(vm) = guard.as_mut() {
+                vm.responses.insert(context_id, plan);
+            }
+        }
+        return Action::Continue;
+    }
     let decision = on_response_headers(&plan, &head);
     if let Handling::Replace(refusal) = &decision.handling {
         return refuse(refusal);
@@ -94,7 +98,7 @@ fn headers_phase(vm: &Shared, context_id: u32, end_of_stream: bool, held: &mut H
     let changed = decision
         .remove
         .iter()
-        .filter(|name| pairs.iter().any(|(n, _)| n == *name))
+        .filter(|name| pairs.contains(name))
         .all(|name| abi::remove_header(MapType::HttpResponseHeaders, name).is_ok())
         && decision.set.iter().all(|(name, value)| {
             abi::set_header(MapType::HttpResponseHeaders, name, value).is_ok()

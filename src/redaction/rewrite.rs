@@ -18,6 +18,31 @@ use std::borrow::Cow;
 /// Deeper documents are refused (fail closed) rather than walked.
 pub const MAX_DEPTH: usize = 512;
 
+// Byte classes inside a string token: the scanner stops only at the few bytes that matter.
+const PLAIN: u8 = 0;
+const QUOTE: u8 = 1;
+const BACKSLASH: u8 = 2;
+const CONTROL: u8 = 3;
+const DIGIT: u8 = 4;
+const AT: u8 = 5;
+const CLASS: [u8; 256] = {
+    let mut table = [PLAIN; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = CONTROL;
+        b += 1;
+    }
+    table[b'"' as usize] = QUOTE;
+    table[b'\\' as usize] = BACKSLASH;
+    table[b'@' as usize] = AT;
+    let mut d = b'0';
+    while d <= b'9' {
+        table[d as usize] = DIGIT;
+        d += 1;
+    }
+    table
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RewriteError {
     /// Not valid JSON (or not UTF-8).
@@ -422,9 +447,22 @@ impl<'a> Walker<'a> {
         let mut digits = 0usize;
         let mut at = false;
         loop {
-            match bytes.get(i) {
-                None => return Err(RewriteError::Malformed),
-                Some(b'"') => {
+            // Plain bytes (most of every string) in a tight loop.
+            while bytes
+                .get(i)
+                .is_some_and(|&b| CLASS[usize::from(b)] == PLAIN)
+            {
+                i += 1;
+            }
+            let Some(&b) = bytes.get(i) else {
+                return Err(RewriteError::Malformed);
+            };
+            match CLASS[usize::from(b)] {
+                DIGIT => {
+                    digits += 1;
+                    i += 1;
+                }
+                QUOTE => {
                     self.pos = i + 1;
                     return Ok(Str {
                         start,
@@ -434,7 +472,11 @@ impl<'a> Walker<'a> {
                         at,
                     });
                 }
-                Some(b'\\') => {
+                AT => {
+                    at = true;
+                    i += 1;
+                }
+                BACKSLASH => {
                     escaped = true;
                     match bytes.get(i + 1) {
                         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
@@ -448,16 +490,7 @@ impl<'a> Walker<'a> {
                         _ => return Err(RewriteError::Malformed),
                     }
                 }
-                Some(0..=0x1f) => return Err(RewriteError::Malformed),
-                Some(b'0'..=b'9') => {
-                    digits += 1;
-                    i += 1;
-                }
-                Some(b'@') => {
-                    at = true;
-                    i += 1;
-                }
-                Some(_) => i += 1,
+                _ => return Err(RewriteError::Malformed),
             }
         }
     }
