@@ -770,7 +770,7 @@ def write_markdown(path: Path, result: dict, scenarios: list[Scenario], args) ->
         L.append(f"| {sc.id} | {sc.title} | {st.splitlines()[0][:200]} |")
     L.append("")
 
-    for wl in ("get", "post"):
+    for wl in dict.fromkeys(v["workload"] for v in agg["summary"].values()):
         rows = [v for v in agg["summary"].values() if v["workload"] == wl]
         if not rows:
             continue

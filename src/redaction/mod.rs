@@ -43,8 +43,10 @@ const MAX_SCOPES: usize = 64;
 pub struct RawResponse {
     #[serde(default)]
     rules: Vec<RawRule>,
+    /// `"pan"` or `{"detector": "pan", ...}`: read as JSON values and converted one by one
+    /// (serde's untagged enums would cost module size and give vaguer errors).
     #[serde(default)]
-    detect: Vec<RawDetect>,
+    detect: Vec<serde_json::Value>,
     headers: Option<RawHeaders>,
     upstream_errors: Option<UpstreamErrors>,
     non_json: Option<NonJson>,
@@ -130,13 +132,6 @@ struct RawOptions {
     value: Option<serde_json::Value>,
     prefix: Option<String>,
     unmask_scope: Option<String>,
-}
-
-#[derive(Deserialize, Clone)]
-#[serde(untagged)]
-enum RawDetect {
-    Name(String),
-    Full(RawDetector),
 }
 
 // ---- compiled ----------------------------------------------------------------------------------
@@ -327,11 +322,18 @@ fn compile_part(raw: RawResponse, path: &str, key: Option<&TokenKey>) -> Result<
     for (i, entry) in raw.detect.into_iter().enumerate() {
         let at = format!("{path}.detect[{i}]");
         let (name, action, options) = match entry {
-            RawDetect::Name(name) => (name, None, RawOptions::default()),
-            RawDetect::Full(d) => {
-                let options = d.options();
-                (d.detector, d.action, options)
-            }
+            serde_json::Value::String(name) => (name, None, RawOptions::default()),
+            object => match serde_json::from_value::<RawDetector>(object) {
+                Ok(d) => {
+                    let options = d.options();
+                    (d.detector, d.action, options)
+                }
+                Err(e) => {
+                    // Field names and expected shapes only (configuration, no secrets).
+                    let message = e.to_string();
+                    return fail(at, message.split(" at line ").next().unwrap_or("invalid"));
+                }
+            },
         };
         let Some(slot) = DETECTORS.iter().position(|d| *d == name) else {
             return fail(at, "detector must be one of pan, iban, email");
