@@ -399,7 +399,14 @@ def upstream_config() -> str:
     return render((CONFIGS / "upstream.yaml").read_text(), {
         "JWKS_JSON": json.dumps((FIXTURES / "jwks.json").read_text()),
         "ACCOUNT_JSON": json.dumps((BENCH / "payloads" / "account.json").read_text().strip()),
+        "ACCOUNTS_100K_JSON": json.dumps(accounts_100k()),
     })
+
+
+def accounts_100k() -> str:
+    """About 100 KB of JSON: the 1 KB account repeated in a list (response redaction, R2)."""
+    account = json.loads((BENCH / "payloads" / "account.json").read_text())
+    return json.dumps({"accounts": [account] * 97}, separators=(",", ":"))
 
 
 def token_for(spec: dict, name: str) -> str | None:
@@ -763,7 +770,7 @@ def write_markdown(path: Path, result: dict, scenarios: list[Scenario], args) ->
         L.append(f"| {sc.id} | {sc.title} | {st.splitlines()[0][:200]} |")
     L.append("")
 
-    for wl in ("get", "post"):
+    for wl in dict.fromkeys(v["workload"] for v in agg["summary"].values()):
         rows = [v for v in agg["summary"].values() if v["workload"] == wl]
         if not rows:
             continue

@@ -15,6 +15,7 @@ use crate::decision::Reason;
 use crate::incident::{Lockdown, RawLockdown, RawRevocations, Revocations};
 use crate::ratelimit::gcra::Rate;
 use crate::ratelimit::{KeyPart, RateLimiting, RawRateLimits};
+use crate::redaction::{RawResponse, ResponseDefaults};
 use crate::routes::{RouteSpec, RouteTable};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
@@ -79,6 +80,7 @@ struct RawConfig {
     rate_limits: Option<RawRateLimits>,
     #[serde(default)]
     verification_budget: RawBudget,
+    response: Option<RawResponse>,
     routes: Vec<RouteSpec>,
     #[serde(default)]
     lockdown: RawLockdown,
@@ -307,6 +309,8 @@ pub struct Config {
     /// Incident lever: credentials refused although they verify.
     pub revoked: Revocations,
     pub audit: AuditSettings,
+    /// The global response policy (each route holds its merged one).
+    pub response: ResponseDefaults,
 }
 
 const SUPPORTED_ALGORITHMS: &str =
@@ -387,7 +391,8 @@ impl Config {
             _ => return err("unmatched_route_status", "must be 404 or 403"),
         };
         let provider_names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-        let routes = RouteTable::compile(raw.routes, &provider_names, unmatched)?;
+        let response = ResponseDefaults::compile(raw.response)?;
+        let routes = RouteTable::compile(raw.routes, &provider_names, unmatched, &response)?;
         if routes.requires_tokens() && providers.is_empty() {
             return err(
                 "providers",
@@ -432,6 +437,7 @@ impl Config {
             lockdown,
             revoked,
             audit,
+            response,
         })
     }
 }

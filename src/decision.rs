@@ -434,6 +434,17 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// A refusal answered with another status than the reason's own (an upstream 5xx keeps its
+    /// status when its body is replaced).
+    pub fn with_status(reason: Reason, status: u32, ctx: &RefusalContext<'_>) -> Refusal {
+        let mut refusal = Refusal::new(reason, ctx);
+        refusal.status = status;
+        refusal.body = problem_body_with_status(reason, status, ctx.request_id, ctx.violations);
+        refusal
+    }
+}
+
 fn www_authenticate(reason: Reason, ctx: &RefusalContext<'_>) -> Option<String> {
     let error = match reason.challenge() {
         Challenge::None => return None,
@@ -467,13 +478,22 @@ fn www_authenticate(reason: Reason, ctx: &RefusalContext<'_>) -> Option<String> 
 
 /// RFC 9457 body. The request id is the only request-derived value and is JSON-escaped.
 fn problem_body(reason: Reason, request_id: Option<&str>, violations: &[Violation]) -> String {
+    problem_body_with_status(reason, reason.status(), request_id, violations)
+}
+
+fn problem_body_with_status(
+    reason: Reason,
+    status: u32,
+    request_id: Option<&str>,
+    violations: &[Violation],
+) -> String {
     let mut body = serde_json::Map::new();
     body.insert(
         "type".into(),
         format!("{PROBLEM_TYPE_BASE}{}", reason.slug()).into(),
     );
     body.insert("title".into(), reason.title().into());
-    body.insert("status".into(), reason.status().into());
+    body.insert("status".into(), status.into());
     if let Some(id) = request_id.filter(|id| is_safe_request_id(id)) {
         body.insert("request_id".into(), id.into());
     }
@@ -549,6 +569,8 @@ pub struct Forward {
     /// The matched route's index and the authenticated caller (audit record).
     pub route: Option<usize>,
     pub caller: Option<Caller>,
+    /// What the response phase must do (routes with a response policy).
+    pub response: Option<crate::response::ResponsePlan>,
 }
 
 #[cfg(test)]

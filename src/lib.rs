@@ -13,7 +13,9 @@ pub mod incident;
 pub mod json;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod redaction;
 pub mod request;
+pub mod response;
 pub mod routes;
 pub mod validation;
 

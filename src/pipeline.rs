@@ -24,6 +24,7 @@ use crate::incident::CredentialIds;
 use crate::ratelimit::concurrency::{self, ConcurrencyLimit};
 use crate::ratelimit::{self, store::CounterStore, Identity, Limit, LimitDecision};
 use crate::request::RequestView;
+use crate::response;
 use crate::routes::{self, RoutePolicy};
 
 /// Seconds a client is told to wait when keys are unavailable.
@@ -149,6 +150,8 @@ pub fn on_request_headers(
             return refuse_lockdown(&judge, config, forward);
         }
         Err(no_route) => {
+            // Forwarded only in monitor mode: the global response policy still applies.
+            forward.response = response::plan(config.response.global(), request);
             let ctx = RefusalContext {
                 allowed_methods: &no_route.allowed_methods,
                 ..Default::default()
@@ -164,6 +167,13 @@ pub fn on_request_headers(
     };
     if config.lockdown.refuses(request.method(), Some(&route.id)) {
         return refuse_lockdown(&judge, config, forward);
+    }
+    forward.response = response::plan(route.response.as_ref(), request);
+    if forward.response.as_ref().is_some_and(|p| p.rewrites_body()) {
+        // A compressed response could not be rewritten (it would be refused): ask for none.
+        forward
+            .set
+            .push(("accept-encoding".into(), "identity".into()));
     }
     let limiting = &config.rate_limits;
     let address = request.client_address(limiting.trusted_forwarded_hops);
@@ -260,6 +270,9 @@ pub fn on_request_headers(
     // Revocation is an incident lever: enforced whatever the mode, cache hits included.
     if let Err(reason) = config.revoked.check(credential_ids(&who, &caller)) {
         return judge.refuse(reason, Mode::Enforce, forward);
+    }
+    if let Some(plan) = &mut forward.response {
+        plan.grant(principal.scopes());
     }
     let mode = judge.mode(Some(route), provider);
     if let Err(reason) = policy.check_headers(principal, |name| matched.params.get(name), now) {
@@ -1230,6 +1243,48 @@ mod tests {
             panic!()
         };
         assert_eq!(r.route_id, None);
+    }
+
+    #[test]
+    fn response_plan_carries_the_callers_unmasking_scopes() {
+        let c = config(json!({"response": {
+            "rules": [{"pointer": "/iban", "action": "mask", "unmask_scope": "accounts:read"},
+                      {"pointer": "/x", "action": "remove", "unmask_scope": "pii:read"}]}}));
+        let mut vm = Vm::new(&c);
+        let bearer = format!("Bearer {}", token(claims()));
+        let Verdict::Allow(forward) = vm.judge(
+            &c,
+            &request(
+                "/v1/accounts/1",
+                &[("authorization", &bearer), ("x-request-id", "r-1")],
+            ),
+        ) else {
+            panic!()
+        };
+        let plan = forward.response.unwrap();
+        assert_eq!(
+            (plan.unmasked, plan.authenticated, plan.head),
+            (0b01, true, false)
+        );
+        assert_eq!(plan.request_id.as_deref(), Some("r-1"));
+        assert!(forward
+            .set
+            .contains(&("accept-encoding".to_string(), "identity".to_string())));
+        // Public routes get the global policy without scopes; no policy, no plan.
+        let Verdict::Allow(forward) = vm.judge(&c, &request("/healthz", &[(":method", "HEAD")]))
+        else {
+            panic!()
+        };
+        let plan = forward.response.unwrap();
+        assert_eq!(
+            (plan.unmasked, plan.authenticated, plan.head),
+            (0, false, true)
+        );
+        let c = config(json!({}));
+        let Verdict::Allow(forward) = Vm::new(&c).judge(&c, &request("/healthz", &[])) else {
+            panic!()
+        };
+        assert!(forward.response.is_none() && forward.set.is_empty());
     }
 
     #[test]

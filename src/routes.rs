@@ -19,9 +19,11 @@ use crate::config::{ConfigError, Mode};
 use crate::decision::Reason;
 use crate::ratelimit::concurrency::{self, ConcurrencyLimit, RawConcurrency};
 use crate::ratelimit::{compile_limits, Limit, RawLimit};
+use crate::redaction::{RawResponse, ResponseDefaults, ResponsePolicy};
 use crate::validation::{RawRequest, RequestPolicy};
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +41,7 @@ pub struct RouteSpec {
     rate_limit: Vec<RawLimit>,
     #[serde(default)]
     concurrency: Vec<RawConcurrency>,
+    response: Option<RawResponse>,
 }
 
 #[derive(Deserialize)]
@@ -64,6 +67,8 @@ pub struct RoutePolicy {
     pub auth: Option<AuthPolicy>,
     pub rate_limits: Vec<Limit>,
     pub concurrency: Vec<ConcurrencyLimit>,
+    /// Response protection (the route's block merged with the global one), if any.
+    pub response: Option<Rc<ResponsePolicy>>,
 }
 
 #[derive(Debug, Default)]
@@ -134,6 +139,7 @@ impl RouteTable {
         specs: Vec<RouteSpec>,
         provider_names: &[&str],
         unmatched: Reason,
+        responses: &ResponseDefaults,
     ) -> Result<RouteTable, ConfigError> {
         let mut table = RouteTable {
             any_host: Router::default(),
@@ -197,6 +203,7 @@ impl RouteTable {
                 compile_limits(spec.rate_limit, &format!("{path}.rate_limit"), &spec.id)?;
             let in_flight =
                 concurrency::compile(spec.concurrency, &format!("{path}.concurrency"), &spec.id)?;
+            let response = responses.for_route(spec.response, &format!("{path}.response"))?;
             let index = table.routes.len();
             let router = match &spec.matcher.host {
                 None => &mut table.any_host,
@@ -241,6 +248,7 @@ impl RouteTable {
                 auth,
                 rate_limits,
                 concurrency: in_flight,
+                response,
             });
         }
         Ok(table)
@@ -348,7 +356,12 @@ mod tests {
 
     fn table(routes: serde_json::Value) -> Result<RouteTable, ConfigError> {
         let specs: Vec<RouteSpec> = serde_json::from_value(routes).unwrap();
-        RouteTable::compile(specs, &["idp", "partner"], Reason::RouteNotFound)
+        RouteTable::compile(
+            specs,
+            &["idp", "partner"],
+            Reason::RouteNotFound,
+            &Default::default(),
+        )
     }
 
     #[test]
@@ -429,7 +442,8 @@ mod tests {
     fn unmatched_routes_can_be_forbidden() {
         let specs: Vec<RouteSpec> =
             serde_json::from_value(json!([{"id": "a", "match": {"path": "/a"}}])).unwrap();
-        let t = RouteTable::compile(specs, &[], Reason::RouteForbidden).unwrap();
+        let t =
+            RouteTable::compile(specs, &[], Reason::RouteForbidden, &Default::default()).unwrap();
         assert_eq!(
             t.lookup("", "GET", "/b").err().unwrap().reason,
             Reason::RouteForbidden

@@ -458,7 +458,8 @@ pub enum Principal<'a> {
 }
 
 impl Principal<'_> {
-    fn scopes(&self) -> &[String] {
+    /// The scopes the caller holds (token `scope`/`scp` as verified, or the API key's).
+    pub fn scopes(&self) -> &[String] {
         match self {
             Principal::Token(t) => &t.scopes,
             Principal::ApiKey(k) => &k.scopes,

@@ -172,3 +172,146 @@ pub fn reset_request() -> Result<(), u32> {
     // SAFETY: no pointers.
     check(unsafe { proxy_close_stream(HTTP_REQUEST_STREAM) })
 }
+
+// Response-phase calls (src/host/response.rs): read the head, read and replace the buffered body.
+#[allow(clashing_extern_declarations)]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> u32;
+}
+
+const NOT_FOUND: u32 = 1;
+const HTTP_RESPONSE_STREAM: u32 = 1;
+const HTTP_RESPONSE_BODY: u32 = 1;
+
+/// Takes ownership of a buffer the host allocated through the module's allocator.
+///
+/// # Safety
+/// `data`/`size` must come from a successful host call that returned an allocation.
+unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: the host allocated `size` bytes with proxy_on_memory_allocate (the SDK's
+        // allocator, a Vec of that capacity), exactly as the SDK's own hostcalls assume.
+        unsafe { Vec::from_raw_parts(data, size, size) }
+    }
+}
+
+/// The buffered response body, `size` bytes from the start.
+pub fn response_body(size: usize) -> Result<Vec<u8>, u32> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut length: usize = 0;
+    // SAFETY: out-pointers point at locals.
+    let status =
+        unsafe { proxy_get_buffer_bytes(HTTP_RESPONSE_BODY, 0, size, &mut data, &mut length) };
+    match status {
+        // SAFETY: a successful call returned a host allocation (or null).
+        OK => Ok(unsafe { take(data, length) }),
+        NOT_FOUND => Ok(Vec::new()),
+        other => Err(other),
+    }
+}
+
+/// Replaces the first `size` bytes of the buffered response body with `body`.
+pub fn set_response_body(size: usize, body: &[u8]) -> Result<(), u32> {
+    // SAFETY: borrowed buffer valid for the call; the host copies it.
+    check(unsafe { proxy_set_buffer_bytes(HTTP_RESPONSE_BODY, 0, size, body.as_ptr(), body.len()) })
+}
+
+/// Resets the current stream's response: the last resort when it cannot be answered.
+pub fn reset_response() -> Result<(), u32> {
+    // SAFETY: no pointers.
+    check(unsafe { proxy_close_stream(HTTP_RESPONSE_STREAM) })
+}
+
+#[allow(clashing_extern_declarations)]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+}
+
+/// Every header of the current stream's map, in one host call: the host's serialisation,
+/// read with [`HeaderPairs::get`] without copying each header.
+pub fn header_pairs(map: MapType) -> Result<HeaderPairs, u32> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: out-pointers point at locals.
+    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
+    if status != OK {
+        return Err(status);
+    }
+    // SAFETY: a successful call returned a host allocation (or null).
+    let bytes = unsafe { take(data, size) };
+    HeaderPairs::parse(bytes).ok_or(u32::MAX)
+}
+
+/// A serialised header map: count, (name size, value size) pairs, then each name and value
+/// NUL-terminated. Checked once at parse; a malformed one from the host is an error.
+pub struct HeaderPairs {
+    bytes: Vec<u8>,
+    /// (name start, name end, value start, value end) per header.
+    spans: Vec<(usize, usize, usize, usize)>,
+}
+
+impl HeaderPairs {
+    fn parse(bytes: Vec<u8>) -> Option<HeaderPairs> {
+        if bytes.is_empty() {
+            return Some(HeaderPairs {
+                bytes,
+                spans: Vec::new(),
+            });
+        }
+        let word = |at: usize| -> Option<usize> {
+            let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+            usize::try_from(u32::from_le_bytes(raw)).ok()
+        };
+        let count = word(0)?;
+        let mut at = count.checked_mul(8)?.checked_add(4)?;
+        let mut spans = Vec::with_capacity(count.min(256));
+        for i in 0..count {
+            let (name_len, value_len) = (word(4 + i * 8)?, word(8 + i * 8)?);
+            let name_end = at.checked_add(name_len)?;
+            let value_start = name_end.checked_add(1)?;
+            let value_end = value_start.checked_add(value_len)?;
+            // Each value is followed by its NUL.
+            if value_end >= bytes.len() {
+                return None;
+            }
+            spans.push((at, name_end, value_start, value_end));
+            at = value_end.checked_add(1)?;
+        }
+        Some(HeaderPairs { bytes, spans })
+    }
+
+    /// The first value of `name` (lowercase), if it is UTF-8.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.spans
+            .iter()
+            .find(|(ns, ne, _, _)| self.bytes.get(*ns..*ne) == Some(name.as_bytes()))
+            .and_then(|(_, _, vs, ve)| std::str::from_utf8(self.bytes.get(*vs..*ve)?).ok())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.spans
+            .iter()
+            .any(|(ns, ne, _, _)| self.bytes.get(*ns..*ne) == Some(name.as_bytes()))
+    }
+}

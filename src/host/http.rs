@@ -7,6 +7,7 @@
 //! every body callback answers `Pause`, which keeps Envoy buffering instead of forwarding.
 
 use super::abi;
+use super::response;
 use super::root::{BodyProgress, Stream, Vm, Waiter};
 use super::shared_store::SharedData;
 use super::telemetry::{self, SharedRecord};
@@ -37,6 +38,8 @@ pub struct FilterContext {
     request_id: Option<String>,
     method: Option<String>,
     route_has_limits: bool,
+    /// The response phase (response policies: see host/response.rs).
+    held: response::Held,
 }
 
 impl FilterContext {
@@ -49,6 +52,7 @@ impl FilterContext {
             request_id: None,
             method: None,
             route_has_limits: false,
+            held: response::Held::default(),
         }
     }
 
@@ -109,18 +113,42 @@ impl HttpContext for FilterContext {
                 }
             }
         };
-        if apply_verdict(&verdict) {
-            Action::Continue
-        } else {
-            Action::Pause
-        }
+        self.settle(&verdict)
     }
 
-    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         for (name, value) in self.response_headers.drain(..) {
             let _ = abi::set_header(MapType::HttpResponseHeaders, name, &value);
         }
-        Action::Continue
+        if !self.held.expected(&self.vm, self.context_id) {
+            return Action::Continue;
+        }
+        let started = now_ns();
+        let action = response::on_headers(
+            &self.vm,
+            self.context_id,
+            end_of_stream,
+            &mut self.held,
+            &self.record,
+        );
+        self.timed("response_headers", started);
+        action
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.held.is_active() {
+            return Action::Continue;
+        }
+        let started = now_ns();
+        let action = response::on_body(&mut self.held, body_size, end_of_stream, &self.record);
+        if end_of_stream {
+            self.timed("response_body", started);
+        }
+        action
+    }
+
+    fn on_http_response_trailers(&mut self, _trailers: usize) -> Action {
+        response::on_trailers(&mut self.held, &self.record)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -220,15 +248,12 @@ impl FilterContext {
                 if !apply_forward(&forward) {
                     return Action::Pause;
                 }
+                response::hold(&self.vm, self.context_id, &forward);
                 if end_of_stream {
                     // No body will come: judge the empty one now.
                     let verdict = pipeline::on_request_body(&config, &pending, &[], now / 1000);
                     self.decided(&config, &verdict);
-                    return if apply_verdict(&verdict) {
-                        Action::Continue
-                    } else {
-                        Action::Pause
-                    };
+                    return self.settle(&verdict);
                 }
                 self.set_stream(Stream::ReadingBody(pending));
                 Action::Pause
@@ -237,6 +262,7 @@ impl FilterContext {
                 hold_permits(&self.vm, self.context_id, &forward);
                 self.response_headers = forward.response_headers.clone();
                 if apply_forward(&forward) {
+                    response::hold(&self.vm, self.context_id, &forward);
                     Action::Continue
                 } else {
                     Action::Pause
@@ -304,9 +330,16 @@ impl FilterContext {
                 self.decided(&vm.config, &verdict);
             }
         }
-        if apply_verdict(&verdict) {
+        self.settle(&verdict)
+    }
+
+    /// Applies a body-phase verdict; a refused request's response is finguard's own, so its
+    /// response plan is dropped.
+    fn settle(&self, verdict: &Verdict) -> Action {
+        if apply_verdict(verdict) {
             Action::Continue
         } else {
+            response::forget(&self.vm, self.context_id);
             Action::Pause
         }
     }
@@ -327,6 +360,7 @@ impl Drop for FilterContext {
         if let Ok(mut guard) = self.vm.try_borrow_mut() {
             if let Some(vm) = guard.as_mut() {
                 vm.streams.remove(&self.context_id);
+                vm.responses.remove(&self.context_id);
                 if let Some(permits) = vm.permits.remove(&self.context_id) {
                     concurrency::release(
                         &mut SharedData,

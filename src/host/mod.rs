@@ -6,6 +6,7 @@
 mod abi;
 mod http;
 mod jwks_sync;
+mod response;
 mod root;
 mod shared_store;
 mod telemetry;

@@ -7,6 +7,7 @@ use super::abi;
 use super::http::{
     apply_forward, apply_verdict, hold_permits, judge_complete_body, FilterContext, Shared,
 };
+use super::response;
 use super::shared_store::SharedData;
 use super::{jwks_sync, log, now_ms, telemetry};
 use crate::audit::metric;
@@ -19,6 +20,7 @@ use crate::decision::{Forward, PendingBody, Verdict};
 use crate::pipeline::{self, VmState};
 use crate::ratelimit::concurrency::Permit;
 use crate::request::RequestView;
+use crate::response::ResponsePlan;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
@@ -43,6 +45,8 @@ pub struct Vm {
     pub budget: VerificationBudget,
     /// In-flight units taken per HTTP context, given back when its stream ends.
     pub permits: HashMap<u32, Vec<Permit>>,
+    /// Response plans of forwarded requests, by HTTP context, until their response arrives.
+    pub responses: HashMap<u32, ResponsePlan>,
     /// In-flight JWKS fetches: call token -> provider index.
     fetches: HashMap<u32, usize>,
     nonce: u64,
@@ -99,6 +103,7 @@ impl Vm {
             key_generation: 0,
             streams: HashMap::new(),
             permits: HashMap::new(),
+            responses: HashMap::new(),
             fetches: HashMap::new(),
             nonce: jwks_sync::vm_nonce(now_ms),
         }
@@ -456,6 +461,11 @@ impl Root {
             }
             if let Verdict::Allow(forward) = &verdict {
                 hold_permits(&self.vm, context_id, forward);
+                response::hold(
+                    &self.vm,
+                    context_id,
+                    headers_forward.as_ref().unwrap_or(forward),
+                );
             }
             let still_reading = matches!(self.vm.try_borrow().ok().as_deref(), Some(Some(vm)) if vm.streams.contains_key(&context_id));
             if apply_verdict(&verdict) && !still_reading {

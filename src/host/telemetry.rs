@@ -88,6 +88,27 @@ pub fn note(record: &SharedRecord, config: &Config, verdict: &Verdict) {
     }
 }
 
+/// The response phase replaced the upstream's response: a fail-closed refusal (decision
+/// `refuse`), or a sanitised upstream 5xx (the request stays `allow`ed, the reason says why its
+/// body was replaced). Runs on the stream: published at once.
+pub fn note_response(record: &SharedRecord, reason: Reason) {
+    if let Ok(mut record) = record.try_borrow_mut() {
+        if reason != Reason::UpstreamFailure {
+            record.decision = Decision::Refuse;
+        }
+        record.reason = Some(reason);
+    }
+    publish(record);
+}
+
+/// Fields the response phase redacted.
+pub fn note_redacted(record: &SharedRecord, fields: usize) {
+    if let Ok(mut record) = record.try_borrow_mut() {
+        let fields = u32::try_from(fields).unwrap_or(u32::MAX);
+        record.redacted_fields = record.redacted_fields.saturating_add(fields);
+    }
+}
+
 /// Sets `wasm.finguard_decision` (and `wasm.finguard_reason`) on the current stream, for the
 /// access log. Must run with the request's stream effective (its own callbacks, or after
 /// `set_effective_context`).

@@ -178,7 +178,7 @@ impl Request {
         stream
             .read_to_end(&mut raw)
             .with_context(|| format!("reading response to {} {}", self.method, self.target))?;
-        Response::parse(&raw)
+        Response::parse_with(&raw, self.method == "HEAD")
     }
 
     /// Like [`Request::try_send`], panicking with the request line on failure (for tests).
@@ -228,6 +228,11 @@ impl Response {
     }
 
     fn parse(raw: &[u8]) -> Result<Response> {
+        Self::parse_with(raw, false)
+    }
+
+    /// A response to HEAD: `content-length` describes a body that is never sent.
+    fn parse_with(raw: &[u8], bodiless: bool) -> Result<Response> {
         let Some(head_end) = find(raw, b"\r\n\r\n") else {
             bail!(
                 "incomplete response ({} bytes): {:?}",
@@ -250,7 +255,9 @@ impl Response {
 
         let rest = &raw[head_end + 4..];
         let header = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v);
-        let body = if header("transfer-encoding").is_some_and(|te| te.contains("chunked")) {
+        let body = if bodiless {
+            Vec::new()
+        } else if header("transfer-encoding").is_some_and(|te| te.contains("chunked")) {
             dechunk(rest)?
         } else if let Some(length) = header("content-length") {
             let length: usize = length.parse().context("bad content-length")?;

@@ -5,6 +5,7 @@
 //! - [`envoy`]: finds the Envoy binary and the built `finguard.wasm`, renders `envoy/envoy.yaml`,
 //!   starts Envoy on free ports and kills it on drop.
 //! - [`upstream`]: the API behind Envoy; echoes what it saw and counts requests.
+//! - [`json_upstream`]: an API serving canned responses (status, type, encoding, chunks).
 //! - [`jwks`]: a JWKS endpoint that can be rotated, taken down, or started late.
 //! - [`tokens`]: JWTs signed with the committed test keys in `testkit/fixtures`, plus malformed ones.
 //! - [`http`]: a raw HTTP/1.1 client (so tests can send duplicate headers byte for byte).
@@ -21,6 +22,7 @@ pub mod envoy;
 pub mod fixtures;
 pub mod h2;
 pub mod http;
+pub mod json_upstream;
 pub mod jwks;
 pub mod problem;
 pub mod stack;
