@@ -142,6 +142,23 @@ struct Env {
     upstream: JsonUpstream,
 }
 
+/// The audit event of the request with this id (Envoy's `x-request-id` on the response).
+fn audit_of(env: &Env, response: &testkit::Response) -> Value {
+    let id = response
+        .header("x-request-id")
+        .expect("x-request-id")
+        .to_owned();
+    testkit::eventually(std::time::Duration::from_secs(5), || {
+        env.envoy
+            .logs()
+            .lines()
+            .filter_map(|l| l.split_once("finguard-audit ").map(|(_, json)| json))
+            .filter_map(|json| serde_json::from_str::<Value>(json.trim()).ok())
+            .find(|e| e["request_id"] == id.as_str())
+    })
+    .unwrap_or_else(|| panic!("no audit event for {id}"))
+}
+
 fn start() -> Env {
     let upstream = JsonUpstream::start(fixtures()).expect("starting the fixture upstream");
     let envoy = Envoy::builder(&config())
@@ -207,6 +224,15 @@ fn field_rules_and_detectors_redact_a_chunked_accounts_response() {
     let seen = env.upstream.seen();
     let last = seen.last().unwrap();
     assert_eq!(last.header_all("accept-encoding"), ["identity"]);
+    // The audit line counts what was redacted, and carries none of it.
+    let audit = audit_of(&env, &r);
+    assert_eq!(audit["decision"], "allow");
+    assert!(audit["redacted_fields"].as_u64().unwrap() >= 10, "{audit}");
+    let line = audit.to_string();
+    assert!(
+        !line.contains("0012345678") && !line.contains("4111"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -317,6 +343,16 @@ fn compressed_oversized_and_malformed_bodies_fail_closed() {
     let r = get(&env, "/v1/gzip", "accounts:read");
     assert_problem(&r, 502, "response-unredactable");
     assert!(!r.body.starts_with(&[0x1f, 0x8b]));
+    let audit = audit_of(&env, &r);
+    assert_eq!(
+        (
+            audit["decision"].as_str(),
+            audit["reason"].as_str(),
+            audit["status"].as_u64()
+        ),
+        (Some("refuse"), Some("response-unredactable"), Some(502)),
+        "{audit}"
+    );
     for path in ["/v1/small/big", "/v1/small/big-length"] {
         let r = get(&env, path, "accounts:read");
         assert_problem(&r, 502, "response-unredactable");
