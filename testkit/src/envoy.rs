@@ -27,7 +27,7 @@ use crate::{free_port, loopback, workspace_root};
 pub const ENVOY_VERSION: &str = "1.40.0";
 
 /// How long [`EnvoyBuilder::start`] waits for readiness by default.
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const READY_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// How many times a start is retried when Envoy could not bind a port that looked free.
 const BIND_ATTEMPTS: usize = 3;
