@@ -217,6 +217,7 @@ fn print_walkthrough(listen_port: u16, admin_port: u16) {
         .sign();
     let payment =
         r#"'{"amount": 250, "currency": "EUR", "creditor_iban": "DE89370400440532013000"}'"#;
+    let bad_payment = r#"'{"amount": 250, "currency": "EUR", "creditor_iban": "DE89370400440532013001", "fee_waived": true}'"#;
     let big_payment =
         r#"'{"amount": 5000, "currency": "EUR", "creditor_iban": "DE89370400440532013000"}'"#;
     let mfa = TokenBuilder::rs256()
@@ -229,8 +230,12 @@ fn print_walkthrough(listen_port: u16, admin_port: u16) {
     println!(
         "\nfinguard demo: API on {base}, Envoy admin on http://127.0.0.1:{admin_port}\n\
          Tokens below are signed with the committed test keys and valid for 12 hours.\n\n\
-         # 200: list accounts (scope accounts:read); upstream sees x-auth-subject / x-auth-client\n\
+         # 200: list accounts (scope accounts:read); upstream sees x-auth-subject / x-auth-client;\n\
+         # account numbers and IBANs come back masked (the demo upstream sends them in clear)\n\
          curl -i {base}/v1/accounts -H 'authorization: Bearer {full}'\n\n\
+         # 422 schema-violation: the creditor IBAN fails its mod-97 check, an unknown field is sent\n\
+         curl -i -X POST {base}/v1/customers/cust-42/payments -H 'authorization: Bearer {full}' \
+         -H 'content-type: application/json' -d {bad_payment}\n\n\
          # 201: create a payment (scope payments:write)\n\
          curl -i -X POST {base}/v1/customers/cust-42/payments -H 'authorization: Bearer {full}' \
          -H 'content-type: application/json' -d {payment}\n\n\
