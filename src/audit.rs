@@ -9,7 +9,7 @@
 
 use crate::authn::apikey::ApiKeys;
 use crate::config::ConfigError;
-use crate::decision::{Caller, Reason};
+use crate::decision::{is_safe_request_id, Caller, Reason};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -203,7 +203,8 @@ impl AuditRecord {
     ) -> AuditEvent<'a> {
         let mut event = AuditEvent {
             time: rfc3339_ms(facts.now_ms),
-            request_id: facts.request_id.filter(|id| is_plain_id(id)),
+            // Envoy's UUIDs, or a client's validated the same way as in problem bodies.
+            request_id: facts.request_id.filter(|id| is_safe_request_id(id)),
             method: facts
                 .method
                 .filter(|m| m.bytes().all(|b| b.is_ascii_alphabetic())),
@@ -248,15 +249,6 @@ impl AuditRecord {
         }
         event
     }
-}
-
-/// Request ids are Envoy's UUIDs (or a client's, validated the same way as in problem bodies).
-fn is_plain_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` from Unix milliseconds (proleptic Gregorian, days-from-civil

@@ -510,7 +510,7 @@ fn problem_body_with_status(
 
 /// Envoy generates UUIDs; a client-supplied id is echoed only if it looks like one of ours
 /// (bounded length, token characters), so the body can never carry arbitrary client text.
-fn is_safe_request_id(id: &str) -> bool {
+pub fn is_safe_request_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 128
         && id

@@ -461,13 +461,18 @@ pub fn apply_forward(forward: &Forward) -> bool {
     true
 }
 
-fn send(refusal: &Refusal) {
+/// Answers the current stream with `refusal`; false if the host refused to.
+pub fn send_local(refusal: &Refusal) -> bool {
     let headers: Vec<(&str, &str)> = refusal
         .headers
         .iter()
         .map(|(n, v)| (*n, v.as_str()))
         .collect();
-    if abi::send_local_response(refusal.status, &headers, refusal.body.as_bytes()).is_err() {
+    abi::send_local_response(refusal.status, &headers, refusal.body.as_bytes()).is_ok()
+}
+
+fn send(refusal: &Refusal) {
+    if !send_local(refusal) {
         log(
             LogLevel::Error,
             "cannot send the local response; resetting the stream",

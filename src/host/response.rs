@@ -9,7 +9,7 @@
 //! directly to the client (its headers were held, nothing was sent yet).
 
 use super::abi;
-use super::http::Shared;
+use super::http::{send_local, Shared};
 use super::log;
 use super::telemetry::{self, SharedRecord};
 use crate::decision::{Forward, Refusal};
@@ -217,12 +217,7 @@ fn refuse(refusal: &Refusal, record: &SharedRecord) -> Action {
         LogLevel::Warn,
         &format!("response replaced ({})", refusal.reason.slug()),
     );
-    let headers: Vec<(&str, &str)> = refusal
-        .headers
-        .iter()
-        .map(|(n, v)| (*n, v.as_str()))
-        .collect();
-    if abi::send_local_response(refusal.status, &headers, refusal.body.as_bytes()).is_err() {
+    if !send_local(refusal) {
         log(
             LogLevel::Error,
             "cannot replace the response; resetting the stream",
