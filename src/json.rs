@@ -5,6 +5,7 @@
 //! limit (128), so hostile input cannot exhaust the stack.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -101,12 +102,17 @@ impl<'de> Visitor<'de> for StrictVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
         let mut map = Map::new();
         while let Some(key) = access.next_key::<String>()? {
-            if map.contains_key(&key) {
-                // The name is not echoed: error messages may end up in logs.
-                return Err(de::Error::custom("duplicate member name"));
+            // One lookup finds the slot or the duplicate.
+            match map.entry(key) {
+                Entry::Occupied(_) => {
+                    // The name is not echoed: error messages may end up in logs.
+                    return Err(de::Error::custom("duplicate member name"));
+                }
+                Entry::Vacant(slot) => {
+                    let Strict(value) = access.next_value()?;
+                    slot.insert(value);
+                }
             }
-            let Strict(value) = access.next_value()?;
-            map.insert(key, value);
         }
         Ok(Value::Object(map))
     }

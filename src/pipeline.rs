@@ -1460,6 +1460,11 @@ mod tests {
             (b"".to_vec(), Reason::BodyRequired, 400, vec![]),
             (vec![b' '; 600], Reason::BodyTooLarge, 413, vec![]),
             (b"{\"amount\": \"1\xff\"}".to_vec(), Reason::BodyMalformed, 400, vec![("", "utf-8")]),
+            // Not UTF-8 wins over every other fault of the same body (the check runs on failure).
+            (b"{\"amount\": \xff}".to_vec(), Reason::BodyMalformed, 400, vec![("", "utf-8")]),
+            (b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\xff]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]".to_vec(),
+             Reason::BodyMalformed, 400, vec![("", "utf-8")]),
+            (b"{\"amount\": \"\xff".to_vec(), Reason::BodyMalformed, 400, vec![("", "utf-8")]),
             (deep.clone().into_bytes(), Reason::BodyTooLarge, 413, vec![]),
             (b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]".to_vec(),
              Reason::JsonLimitExceeded, 400, vec![("", "max_depth")]),

@@ -341,18 +341,27 @@ impl RequestPolicy {
         if !content_type.is_some_and(|ct| self.accepts(ct)) {
             return Err(Invalid::bare(Reason::ContentTypeUnsupported));
         }
-        if std::str::from_utf8(body).is_err() {
-            return Err(Invalid::one(Reason::BodyMalformed, "", "utf-8"));
-        }
+        // A body that is not UTF-8 is refused as such, whatever else is wrong with it. The check
+        // runs only when something failed: a document the strict parser accepts is UTF-8
+        // (serde_json validates every string, and bytes outside strings must be ASCII), so the
+        // common case reads the body once less.
+        let not_utf8 = || {
+            std::str::from_utf8(body)
+                .is_err()
+                .then(|| Invalid::one(Reason::BodyMalformed, "", "utf-8"))
+        };
         match limits::scan(body, &self.limits) {
             Ok(()) => {}
-            Err(LimitError::Malformed) => return Err(Invalid::bare(Reason::BodyMalformed)),
+            Err(LimitError::Malformed) => {
+                return Err(not_utf8().unwrap_or_else(|| Invalid::bare(Reason::BodyMalformed)))
+            }
             Err(LimitError::Exceeded(limit)) => {
-                return Err(Invalid::one(Reason::JsonLimitExceeded, "", limit))
+                return Err(not_utf8()
+                    .unwrap_or_else(|| Invalid::one(Reason::JsonLimitExceeded, "", limit)))
             }
         }
         let Ok(document) = json::parse_strict(body) else {
-            return Err(Invalid::bare(Reason::BodyMalformed));
+            return Err(not_utf8().unwrap_or_else(|| Invalid::bare(Reason::BodyMalformed)));
         };
         if let Some(schema) = &self.schema {
             if !schema.is_valid(&document) {
