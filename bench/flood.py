@@ -186,20 +186,22 @@ def main() -> int:
             during = phase(envoy, upstream, cached, flood_tokens, args.seconds, flood_rate)
             rounds.append((alone, during))
             print(f"round {r + 1}: B alone {alone['b_rps']:.0f}/s, during {during['b_rps']:.0f}/s "
-                  f"({during['b_rps'] / alone['b_rps']:.0%}), flood {during['a_rps']:.0f}/s", flush=True)
+                  f"({during['b_rps'] / max(alone['b_rps'], 1e-9):.0%}), flood {during['a_rps']:.0f}/s", flush=True)
     finally:
         bench.PROCS.stop_all()
 
     def figures(alone: dict, during: dict) -> dict:
-        c_b = alone["envoy_cpu_s"] / alone["b_requests"]
+        # A starved client (0 requests) makes a round meaningless, never a crash.
+        c_b = alone["envoy_cpu_s"] / max(alone["b_requests"], 1)
         flood_cpu = max(during["envoy_cpu_s"] - during["b_requests"] * c_b, 0.0)
         a_requests = during["a_rps"] * during["wall_s"]
         return {
-            "share": during["b_rps"] / alone["b_rps"],
+            "share": during["b_rps"] / max(alone["b_rps"], 1e-9),
             "envoy_bound_share": 1 - flood_cpu / during["wall_s"],
             "c_b_us": 1e6 * c_b,
             "c_a_us": 1e6 * flood_cpu / a_requests if a_requests else 0.0,
-            "disturbed": max(alone["foreign_pct"], during["foreign_pct"]) > args.disturbed_pct,
+            "disturbed": max(alone["foreign_pct"], during["foreign_pct"]) > args.disturbed_pct
+            or min(alone["b_requests"], during["b_requests"]) == 0,
         }
 
     rows = []
