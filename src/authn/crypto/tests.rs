@@ -50,6 +50,12 @@ const OPENSSL: [(Algorithm, &str); 6] = [
     (Algorithm::ES256, "_uNhVA2Pgjm80pPzX346L0-4q0xD5ndrEMhWiqygflnnavyb3bFKDFgQXklY9f4Y4swlHMEa1mQNEZx83LImng"),
 ];
 
+// A 4096-bit key (the largest accepted; 147 limbs, an odd number), signatures by `openssl dgst`.
+const K4096_N: &str = "qyA3FQFTFBSw32obhteUwERigZ2zJVrhT8F_4oDNEgfKkNk9WmuIskVllelqwA3A6hHovonLU5ndyM4orwlgUAXaKQVOVHBzJKYuN5tVo_vKVa446lprJJkilXc6avy78R3VS3dxACD_qvil-oACs1hEee3RXQa2Psf-mmimQE1Ji5ptJ7VHqAckKv0x14i-fc_f1H5Bki3iSjd2nfIBONwWGsTf5_IH8Qqojd-857gwWqie3ek80-ft_aDlJw74IMEpDZUqEmCJjKiJWRn596CkyBIgC12JfR9iYQRM9U8LdIr40h9GTsn0HEwNac1bWch5BmFe7OzTO3eheCl7TZTGYO-DNcKLSmE-yPO7GRymHudEQWPxjnT1UwU908xCkMuIeVN0SaQR4mqXYgscvTGOzckpbCD7HVAmpy8q4UIq999CU6z0UKOuID1WJA5nuuZv1lrDq87n-9cBmf_LIQsE1lsQyaP5T-gbgsOTimXawMOCAlPfdef08LhB7RyPcGFik-8_hWYjhPmSRVRFOnv0pJ2vlF9xa5gM6qmu4FqNJgLtmVqbkgkujVSvhRoZMbqzC9T2fHhGxr1bDF8BnJxLEz6je0gl8Z2puJeWyPRz2puy7DS6JfgBs0MjfnvdAzWjAck9j-Mad3T5Ef8GvSNIxb-5iROrsPNAXmlfI48";
+const K4096_RS256: &str = "jZFO2HOKoANeZnTSKmUcQL2jSXwg7XiZwKEhYyEM72Fcvw0DYvMbVzvUa-wZg0PMUxqqNnZK6D6eLp7fN5kOfxtQ7fgKYGsjZNoXJI8XIzXU0KJYC_1gunIawqCMPcP-cUjrVzaZG0355uI364ViW-d46dOEHMHrdvGjMwfb1lEGkExxewLz8tKwg2O0b4HtmDzIT8jG1HwApXowIup710T58fMfOyjeDjC4-1MMY-ehNQAb-WoKjahNwTZ8HJbPz4YvhJimDcw2nz6TvcYcW3MdOWuNwsL1N8LY9wtPnffGFuz2utukCUKtoOS08AuCgQwjXX4QYAvZwFB-U7yJ7GXuCWxybysKr0XQt-BPgWY2T91oIAtoSuL0dhvY7eE4rDd37COFdN5kP5Rmmk2t9WV09ZTGX7AnSC_b2VO6cKYTQzVvI9ZSUkWNnHW2vXu07NYBZC9nhFq5UOnyUZk5Gp1kl1jaK1Fe28I_Gr04cz1MsL5lscKX1PgrZDKhDaN0MHjiNTv2URU9MpKnNVvFg2CSYQjB6GDJYHP9317YPPsvkxQeZ5BaXvEQuZodd9jedXkezZYNUzdXXl6f9BbhWRz4dwwbNbRbb7o2t2xLBILrP2IOz5bTpUa2rNj6xRGjTgT5KoJgtSyMihQeD9ihHbOsCVmi9mXrgEgq5uFik60";
+const K4096_PS256: &str = "f9D1aUhg2pIGIaWpHvJlWLFNECgbqC0iejR7VLoqHgnnm4s0mI-ev1Q40hhH0B00maNkRvteWN2Vtcj9QPI5nLr5eJltCzn97a16RQuKjI910WT6a1D0p1ZpoLzFIMeenpm5Siq1UaU-CBomB5madmmzBMxI8kET7TqN1ady7aKiCMg8R9-PNTmfHrWxC1YrkpV9LVsUAzjZ8TsXp-0XB99TF8er08V1foJR8bqR1DcOiUZGVCQehTVs44_14MyJvdC51NDgTCKGxLVpg2zozfBAkwhZP_OLMtdaKZM2aXd9i8I-VD-ohvHyJImt8bFYDGSWRSSjqkYpWekNNRYlrr44N0kPxFSc_m2sfneYevHWdrnO1ax32TTkHYCTRVB-C1walNn3rouUrbxJtOaG3V5eKgIX2W14nhwKj4XwxoU0xX2Q4mn8dJp4GJ26UCmZWuATkQGjwpreEXsgZbvY3ObSgkpbYXAZxphG4aZYeB32EDNfc8kK3c9NcRmAl1Cf3mppSZ0Fay4kAKWDyJApDQ10izTQBQ_AOKJL0LsVUzhcupXAmymFNyhceFu_sQhFsb4-ZTNBaI-tMNuSzSncLhvn88BDPB6GCaiFFLpSvWRolxgGXeef8kF83xmrGH05q6Wv88mPQRIv52HkRHdc0m3rQ4C5SP8s-4-gmk67r6U";
+const K4096_INPUT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiI0MDk2In0";
+
 fn rsa(n: &str) -> PublicKey {
     PublicKey::rsa(&b64(n), &b64("AQAB")).unwrap()
 }
@@ -290,5 +296,68 @@ fn agrees_with_rustcrypto_on_random_messages() {
             );
             assert!(!reference);
         }
+    }
+}
+
+fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Wycheproof's vectors for RS256 and PS256 with 2048-bit keys (testdata/, reduced from
+/// C2SP/wycheproof testvectors_v1): padding and DigestInfo variants, signatures of the wrong
+/// length or not below n, PSS salt and trailer edge cases. Every "valid" signature must verify
+/// and every "invalid" one be refused; "acceptable" (a legacy encoding) may go either way.
+#[test]
+fn wycheproof_rsa_vectors() {
+    let files = [
+        (
+            include_str!("testdata/wycheproof_rsa_pkcs1_2048_sha256.json"),
+            Algorithm::RS256,
+        ),
+        (
+            include_str!("testdata/wycheproof_rsa_pss_2048_sha256_mgf1_32.json"),
+            Algorithm::PS256,
+        ),
+    ];
+    for (file, alg) in files {
+        let doc: serde_json::Value = serde_json::from_str(file).unwrap();
+        let mut counts = [0usize; 2];
+        for group in doc["groups"].as_array().unwrap() {
+            let n = hex(group["n"].as_str().unwrap());
+            let e = hex(group["e"].as_str().unwrap());
+            let key = PublicKey::rsa(&n, &e).unwrap();
+            for test in group["tests"].as_array().unwrap() {
+                let id = &test[0];
+                let message = hex(test[1].as_str().unwrap());
+                let signature = hex(test[2].as_str().unwrap());
+                let verified = key.verify(alg, &message, &signature);
+                match test[3].as_str().unwrap() {
+                    "valid" => assert!(verified, "{alg:?} test {id}: valid signature refused"),
+                    "invalid" => {
+                        assert!(!verified, "{alg:?} test {id}: invalid signature accepted")
+                    }
+                    _ => {}
+                }
+                counts[usize::from(verified)] += 1;
+            }
+        }
+        // Both outcomes occur: the file was read, not skipped.
+        assert!(counts[0] > 40 && counts[1] > 8, "{alg:?}: {counts:?}");
+    }
+}
+
+/// The largest modulus: the most rows between carries and an odd number of limbs (the
+/// reduction's single last row).
+#[test]
+fn rsa_4096_signatures_verify() {
+    let key = rsa(K4096_N);
+    for (alg, sig) in [
+        (Algorithm::RS256, K4096_RS256),
+        (Algorithm::PS256, K4096_PS256),
+    ] {
+        assert_spoiled_refused(&key, alg, K4096_INPUT.as_bytes(), &b64(sig));
     }
 }
