@@ -170,7 +170,11 @@ pub fn on_body(
         return refuse(&on_response_refused(&plan), record);
     };
     let length = match on_response_body(&plan, &body) {
-        BodyDecision::Unchanged => body.len(),
+        // Nothing redacted: the upstream's body and length stand (one host call less).
+        BodyDecision::Unchanged => {
+            *held = Held::Nothing;
+            return Action::Continue;
+        }
         BodyDecision::Rewritten(new, fields) => {
             if abi::set_response_body(body_size, &new).is_err() {
                 return refuse(&on_response_refused(&plan), record);

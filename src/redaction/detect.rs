@@ -209,26 +209,45 @@ pub fn find_emails(text: &str, out: &mut Vec<(Range<usize>, Kind)>) {
 /// (see `rewrite`: digit and `@` counts taken while scanning).
 pub fn find_all(text: &str, pan: bool, iban: bool, email: bool) -> Vec<(Range<usize>, Kind)> {
     let mut found = Vec::new();
+    find_all_into(text, pan, iban, email, &mut found);
+    found
+}
+
+/// [`find_all`] into a cleared `found` (the rewriter reuses one vector for every string).
+pub fn find_all_into(
+    text: &str,
+    pan: bool,
+    iban: bool,
+    email: bool,
+    found: &mut Vec<(Range<usize>, Kind)>,
+) {
+    found.clear();
     if pan {
-        find_pans(text, &mut found);
+        find_pans(text, found);
     }
     if iban {
-        find_ibans(text, &mut found);
+        find_ibans(text, found);
     }
     if email {
-        find_emails(text, &mut found);
+        find_emails(text, found);
     }
     if found.len() > 1 {
-        found.sort_by_key(|(r, _)| (r.start, r.end));
-        let mut kept: Vec<(Range<usize>, Kind)> = Vec::with_capacity(found.len());
-        for m in found {
-            if kept.last().is_none_or(|(last, _)| m.0.start >= last.end) {
-                kept.push(m);
+        found.sort_unstable_by_key(|(r, _)| (r.start, r.end));
+        // Drop overlaps in place: the earlier match wins.
+        let mut kept = 0;
+        for i in 0..found.len() {
+            let overlaps = kept > 0
+                && found
+                    .get(i)
+                    .zip(found.get(kept - 1))
+                    .is_some_and(|(m, last)| m.0.start < last.0.end);
+            if !overlaps {
+                found.swap(kept, i);
+                kept += 1;
             }
         }
-        found = kept;
+        found.truncate(kept);
     }
-    found
 }
 
 #[cfg(test)]
