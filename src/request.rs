@@ -1,15 +1,23 @@
 //! The request as the core sees it: Envoy's header map (pseudo-headers included), read once by the
 //! host adapter in a single host call. Header names arrive lowercased from Envoy.
 
+use crate::header_map::HeaderMap;
+
 #[derive(Debug, Clone, Default)]
 pub struct RequestView {
-    headers: Vec<(String, String)>,
+    headers: HeaderMap,
     /// Envoy's `source.address` without the port, when the configuration needs addresses.
     source_address: Option<String>,
 }
 
 impl RequestView {
+    /// From (name, value) pairs.
     pub fn new(headers: Vec<(String, String)>) -> RequestView {
+        RequestView::from_map(HeaderMap::from_pairs(&headers))
+    }
+
+    /// From the map as the host read it.
+    pub fn from_map(headers: HeaderMap) -> RequestView {
         RequestView {
             headers,
             source_address: None,
@@ -58,22 +66,16 @@ impl RequestView {
 
     /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 
     /// Every value of a header, in order (a header may repeat).
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.all(name)
     }
 
     pub fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n == name)
+        self.headers.contains(name)
     }
 
     pub fn method(&self) -> &str {

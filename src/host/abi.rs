@@ -3,6 +3,7 @@
 //! finguard makes on a request's stream (answer it, change its headers, resume or reset it), any
 //! failure is returned as the host's status code instead, and the caller fails closed.
 
+use crate::header_map::HeaderMap;
 use proxy_wasm::types::MapType;
 
 // The SDK declares the same imports with its `Status` enum as the return type; `u32` here takes
@@ -248,9 +249,9 @@ extern "C" {
     ) -> u32;
 }
 
-/// Every header of the current stream's map, in one host call: the host's serialisation,
-/// read with [`HeaderPairs::get`] without copying each header.
-pub fn header_pairs(map: MapType) -> Result<HeaderPairs, u32> {
+/// Every header of the current stream's map, in one host call, read without copying each
+/// header (see [`HeaderMap`]).
+pub fn header_map(map: MapType) -> Result<HeaderMap, u32> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: out-pointers point at locals.
@@ -260,58 +261,5 @@ pub fn header_pairs(map: MapType) -> Result<HeaderPairs, u32> {
     }
     // SAFETY: a successful call returned a host allocation (or null).
     let bytes = unsafe { take(data, size) };
-    HeaderPairs::parse(bytes).ok_or(u32::MAX)
-}
-
-/// A serialised header map: count, (name size, value size) pairs, then each name and value
-/// NUL-terminated. Checked once at parse; a malformed one from the host is an error.
-pub struct HeaderPairs {
-    bytes: Vec<u8>,
-    /// (name start, name end, value start, value end) per header.
-    spans: Vec<(usize, usize, usize, usize)>,
-}
-
-impl HeaderPairs {
-    fn parse(bytes: Vec<u8>) -> Option<HeaderPairs> {
-        if bytes.is_empty() {
-            return Some(HeaderPairs {
-                bytes,
-                spans: Vec::new(),
-            });
-        }
-        let word = |at: usize| -> Option<usize> {
-            let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
-            usize::try_from(u32::from_le_bytes(raw)).ok()
-        };
-        let count = word(0)?;
-        let mut at = count.checked_mul(8)?.checked_add(4)?;
-        let mut spans = Vec::with_capacity(count.min(256));
-        for i in 0..count {
-            let (name_len, value_len) = (word(4 + i * 8)?, word(8 + i * 8)?);
-            let name_end = at.checked_add(name_len)?;
-            let value_start = name_end.checked_add(1)?;
-            let value_end = value_start.checked_add(value_len)?;
-            // Each value is followed by its NUL.
-            if value_end >= bytes.len() {
-                return None;
-            }
-            spans.push((at, name_end, value_start, value_end));
-            at = value_end.checked_add(1)?;
-        }
-        Some(HeaderPairs { bytes, spans })
-    }
-
-    /// The first value of `name` (lowercase), if it is UTF-8.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.spans
-            .iter()
-            .find(|(ns, ne, _, _)| self.bytes.get(*ns..*ne) == Some(name.as_bytes()))
-            .and_then(|(_, _, vs, ve)| std::str::from_utf8(self.bytes.get(*vs..*ve)?).ok())
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.spans
-            .iter()
-            .any(|(ns, ne, _, _)| self.bytes.get(*ns..*ne) == Some(name.as_bytes()))
-    }
+    HeaderMap::from_serialized(bytes).ok_or(u32::MAX)
 }

@@ -40,6 +40,10 @@ pub struct FilterContext {
     route_has_limits: bool,
     /// The response phase (response policies: see host/response.rs).
     held: response::Held,
+    /// This request's audit line will be written (decided when its headers arrive).
+    audit_line: bool,
+    /// This request's phases are timed: its audit line is written, or it is in the sample.
+    timing: bool,
 }
 
 impl FilterContext {
@@ -53,6 +57,8 @@ impl FilterContext {
             method: None,
             route_has_limits: false,
             held: response::Held::default(),
+            audit_line: false,
+            timing: false,
         }
     }
 
@@ -65,8 +71,11 @@ impl FilterContext {
     }
 
     /// Adds the time since `started_ns` to this request's filter time and to the phase's
-    /// histogram.
+    /// histogram, if this request is timed.
     fn timed(&self, phase_metric: &str, started_ns: i64) {
+        if !self.timing {
+            return;
+        }
         let micros = u64::try_from(now_ns().saturating_sub(started_ns) / 1000).unwrap_or(0);
         if let Ok(mut record) = self.record.try_borrow_mut() {
             record.filter_us = record.filter_us.saturating_add(micros);
@@ -80,6 +89,12 @@ impl Context for FilterContext {}
 impl HttpContext for FilterContext {
     fn on_http_request_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
         let started = now_ns();
+        self.audit_line = self.vm.try_borrow().is_ok_and(|guard| {
+            guard
+                .as_ref()
+                .is_some_and(|vm| telemetry::audit_line_wanted(&vm.config))
+        });
+        self.timing = self.audit_line || telemetry::sampled_for_timing();
         let action = self.judge_headers(headers, end_of_stream, started / 1_000_000);
         self.timed(metric::phase_time::REQUEST_HEADERS, started);
         action
@@ -123,7 +138,7 @@ impl HttpContext for FilterContext {
         if !self.held.expected(&self.vm, self.context_id) {
             return Action::Continue;
         }
-        let started = now_ns();
+        let started = if self.timing { now_ns() } else { 0 };
         let action = response::on_headers(
             &self.vm,
             self.context_id,
@@ -139,7 +154,7 @@ impl HttpContext for FilterContext {
         if !self.held.is_active() {
             return Action::Continue;
         }
-        let started = now_ns();
+        let started = if self.timing { now_ns() } else { 0 };
         let action = response::on_body(&mut self.held, body_size, end_of_stream, &self.record);
         if end_of_stream {
             self.timed(metric::phase_time::RESPONSE_BODY, started);
@@ -157,7 +172,12 @@ impl HttpContext for FilterContext {
         if !self.is_held() {
             return Action::Continue;
         }
-        let started = now_ns();
+        // The clock is read for the timing and for the judgement at the body's end only.
+        let started = if self.timing || end_of_stream {
+            now_ns()
+        } else {
+            0
+        };
         let action = self.judge_body(body_size, end_of_stream, started / 1_000_000);
         self.timed(metric::phase_time::REQUEST_BODY, started);
         action
@@ -174,14 +194,17 @@ impl HttpContext for FilterContext {
         let Ok(record) = self.record.try_borrow() else {
             return;
         };
-        let facts = StreamFacts {
-            now_ms: now_ns() / 1_000_000,
-            request_id: self.request_id.as_deref(),
-            method: self.method.as_deref(),
-            status: telemetry::response_code(),
-            route_has_limits: self.route_has_limits,
-        };
-        telemetry::finish(&record, &vm.config, facts);
+        telemetry::finish(&record);
+        if self.audit_line {
+            let facts = StreamFacts {
+                now_ms: now_ns() / 1_000_000,
+                request_id: self.request_id.as_deref(),
+                method: self.method.as_deref(),
+                status: telemetry::response_code(),
+                route_has_limits: self.route_has_limits,
+            };
+            telemetry::write_audit_line(&record, &vm.config, facts);
+        }
     }
 }
 
@@ -197,11 +220,13 @@ impl FilterContext {
     }
 
     fn judge_headers(&mut self, _headers: usize, end_of_stream: bool, now: i64) -> Action {
-        let Some(headers) = request_headers() else {
+        // One host call for every header (values that are not UTF-8 are kept lossily: see
+        // HeaderMap). The SDK's `get_map` would panic on such a value and take the VM down.
+        let Ok(headers) = abi::header_map(MapType::HttpRequestHeaders) else {
             log(LogLevel::Error, "cannot read request headers; refusing");
             return refuse_internal();
         };
-        let mut request = RequestView::new(headers);
+        let mut request = RequestView::from_map(headers);
         // The borrow ends before the verdict is applied (applying calls into Envoy).
         let (verdict, config) = {
             let Ok(mut guard) = self.vm.try_borrow_mut() else {
@@ -224,7 +249,7 @@ impl FilterContext {
                 budget: &mut vm.budget,
             };
             let verdict = pipeline::on_request_headers(&config, &request, state, now, true);
-            if config.audit.enabled {
+            if self.audit_line {
                 self.request_id = request.request_id().map(str::to_owned);
                 self.method = Some(request.method().to_owned());
             }
@@ -399,24 +424,6 @@ pub fn hold_permits(vm: &Shared, context_id: u32, forward: &Forward) {
             vm.permits.insert(context_id, forward.permits.clone());
         }
     }
-}
-
-/// The request headers. Read as bytes: HTTP allows header values that are not UTF-8 (obs-text),
-/// and the SDK's `get_map` unwraps a UTF-8 conversion — one such header would panic and take the
-/// VM down. Values that are not UTF-8 are kept lossily (U+FFFD): they can never be a valid token,
-/// key or identifier, so nothing that decides is affected. (Names are tokens: Envoy enforces it.)
-fn request_headers() -> Option<Vec<(String, String)>> {
-    let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).ok()?;
-    Some(
-        pairs
-            .into_iter()
-            .map(|(name, value)| {
-                let value = String::from_utf8(value)
-                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                (name, value)
-            })
-            .collect(),
-    )
 }
 
 /// Envoy's `source.address` (the downstream peer, `ip:port`).

@@ -101,7 +101,7 @@ fn headers_phase(
         return Action::Continue;
     };
     // One host call for the whole head; removals only for headers that are present.
-    let Ok(pairs) = abi::header_pairs(MapType::HttpResponseHeaders) else {
+    let Ok(pairs) = abi::header_map(MapType::HttpResponseHeaders) else {
         return refuse(&on_response_refused(&plan), record);
     };
     let value = |name: &str| pairs.get(name);

@@ -112,18 +112,48 @@ pub fn note_redacted(record: &SharedRecord, fields: usize) {
 /// Sets `wasm.finguard_decision` (and `wasm.finguard_reason`) on the current stream, for the
 /// access log. Must run with the request's stream effective (its own callbacks, or after
 /// `set_effective_context`).
+/// Nothing is set when both are what was published last (each set is a host call).
 pub fn publish(record: &SharedRecord) {
-    let Ok(record) = record.try_borrow() else {
+    let Ok(mut record) = record.try_borrow_mut() else {
         return;
     };
+    let now = (record.decision, record.reason);
+    if record.published == Some(now) {
+        return;
+    }
+    record.published = Some(now);
     let _ = abi::set_property("finguard_decision", record.decision.as_str().as_bytes());
     if let Some(reason) = record.reason {
         let _ = abi::set_property("finguard_reason", reason.slug().as_bytes());
     }
 }
 
-/// At stream end: the audit line and the per-request metrics.
-pub fn finish(record: &AuditRecord, config: &Config, facts: StreamFacts<'_>) {
+/// One request in this many has its phases timed for `finguard.filter_time_us` when its audit
+/// line is not written (timing costs two host calls per phase; the sample keeps the
+/// distribution).
+pub const PHASE_TIME_SAMPLE: u32 = 16;
+
+thread_local! {
+    static REQUESTS_SEEN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this VM's next request is one of the timing sample.
+pub fn sampled_for_timing() -> bool {
+    REQUESTS_SEEN.with(|seen| {
+        let n = seen.get().wrapping_add(1);
+        seen.set(n);
+        n % PHASE_TIME_SAMPLE == 0
+    })
+}
+
+/// Whether the audit line of a request starting now will be written: auditing is on and
+/// Envoy's `wasm` logger emits `info` (asked once per request).
+pub fn audit_line_wanted(config: &Config) -> bool {
+    config.audit.enabled && abi::logs_info()
+}
+
+/// At stream end: the per-request metrics.
+pub fn finish(record: &AuditRecord) {
     let reason = record.reason;
     count(
         &metric::requests(record.decision.as_str(), reason, record.route.as_deref()),
@@ -147,10 +177,10 @@ pub fn finish(record: &AuditRecord, config: &Config, facts: StreamFacts<'_>) {
     if record.redacted_fields > 0 {
         count(metric::REDACTED_FIELDS, i64::from(record.redacted_fields));
     }
-    // Building the line costs a few µs: skip it when Envoy would drop it anyway.
-    if !config.audit.enabled || !abi::logs_info() {
-        return;
-    }
+}
+
+/// At stream end, when [`audit_line_wanted`] said so at its start: the audit line.
+pub fn write_audit_line(record: &AuditRecord, config: &Config, facts: StreamFacts<'_>) {
     let event = record.event(&config.audit, &config.api_keys, facts);
     match serde_json::to_string(&event) {
         Ok(line) => log(LogLevel::Info, &format!("finguard-audit {line}")),

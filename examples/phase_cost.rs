@@ -1,0 +1,187 @@
+//! Cost of finguard's pure core on the benchmark's requests, natively and under V8 (the runtime
+//! Envoy runs finguard in). Steps:
+//! - `headers`: the headers phase of F1's GET (route, cached RS256 token, scope check);
+//! - `judge`: the body phase of the 1 KB payment (bench V1, or V2 with config `v2`);
+//! - `strict`, `value`, `ignore`: the strict parse, stock serde_json into a `Value`, a bare scan;
+//! - `none`: nothing (set-up only).
+//!
+//! Natively, count instructions (wall time is noisy on a shared machine, instruction counts are
+//! not):
+//!   cargo build --release --example phase_cost
+//!   valgrind --tool=cachegrind --cache-sim=no target/release/examples/phase_cost v1 judge 2000
+//! and subtract the `none` step to get instructions per request (`callgrind` splits them by
+//! function).
+//!
+//! Under V8 (Node's WASI; the allocator is wasi-libc's, as in Envoy):
+//!   cargo build --release --example phase_cost --target wasm32-wasip1
+//!   node examples/wasi_run.mjs target/wasm32-wasip1/release/examples/phase_cost.wasm v1 judge 20000
+//!
+//! Both print the time and the allocations per request. V8 figures are warm-cache: inside Envoy
+//! the same code runs with caches other work has used, and takes about twice as long.
+use finguard::authn::budget::VerificationBudget;
+use finguard::authn::cache::TokenCache;
+use finguard::authn::keys::{KeySource, ProviderKeys};
+use finguard::config::Config;
+use finguard::decision::Verdict;
+use finguard::pipeline::{self, VmState};
+use finguard::ratelimit::store::MemoryStore;
+use finguard::request::RequestView;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::RefCell;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+const JWKS: &str = include_str!("../testkit/fixtures/jwks.json");
+const PAYMENT: &[u8] = include_bytes!("../bench/payloads/payment.json");
+/// RS256, kid rsa-a, valid from 4102441170 to 4102444800 (see `NOW_MS`).
+const TOKEN: &str = include_str!("../bench/payloads/token-rs256.jwt");
+const NOW_MS: i64 = 4_102_441_200_000;
+const CONFIGS: [(&str, &str); 3] = [
+    ("f1", include_str!("../bench/configs/finguard/f1.json")),
+    ("v1", include_str!("../bench/configs/finguard/v1.json")),
+    ("v2", include_str!("../bench/configs/finguard/v2.json")),
+];
+const STEPS: [&str; 6] = ["none", "judge", "strict", "value", "ignore", "headers"];
+
+/// Counts allocations, to tell how much of a request's cost is the allocator's.
+struct Counting;
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Relaxed);
+        System.realloc(ptr, layout, new_size)
+    }
+}
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// One VM's state, as the host adapter keeps it (inline keys, a warm token cache).
+struct Vm {
+    config: Config,
+    keys: Vec<ProviderKeys>,
+    cache: TokenCache,
+    store: MemoryStore,
+    budget: VerificationBudget,
+}
+
+impl Vm {
+    fn new(text: &str) -> Vm {
+        let keys: serde_json::Value = serde_json::from_str(JWKS).unwrap();
+        let text = text.replace("\"$JWKS_KEYS\"", &keys["keys"].to_string());
+        let config = Config::compile(text.as_bytes()).unwrap();
+        let keys = config
+            .key_sources
+            .iter()
+            .map(|source| match source {
+                KeySource::Inline(set) => ProviderKeys {
+                    keys: Some(set.clone()),
+                    ..ProviderKeys::default()
+                },
+                KeySource::Remote(_) => ProviderKeys::default(),
+            })
+            .collect();
+        let budget = VerificationBudget::new(Some(config.verification_rate));
+        Vm {
+            config,
+            keys,
+            cache: TokenCache::new(64, [1, 2, 3, 4]),
+            store: MemoryStore::default(),
+            budget,
+        }
+    }
+
+    /// F1's GET as Envoy hands it to the filter (wrk's request plus Envoy's own headers).
+    fn get_account(&mut self) -> Verdict {
+        let headers = [
+            (":authority", "127.0.0.1:10000"),
+            (":path", "/v1/accounts/acc-1"),
+            (":method", "GET"),
+            (":scheme", "http"),
+            ("authorization", &format!("Bearer {}", TOKEN.trim())),
+            ("x-forwarded-proto", "http"),
+            ("x-request-id", "6f1c1d52-3b0e-4c8e-9d0a-3f2b1c0d4e5f"),
+        ];
+        let request = RequestView::new(
+            headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+        );
+        let state = VmState {
+            keys: &mut self.keys,
+            cache: &mut self.cache,
+            store: &mut self.store,
+            budget: &mut self.budget,
+        };
+        pipeline::on_request_headers(&self.config, &request, state, NOW_MS, true)
+    }
+}
+
+thread_local! {
+    /// Compiled once (and the token cached), so that a run of one request times the request only.
+    static VMS: Vec<RefCell<Vm>> = CONFIGS.iter().map(|(_, text)| {
+        let mut vm = Vm::new(text);
+        let _ = vm.get_account();
+        RefCell::new(vm)
+    }).collect();
+}
+
+/// Runs `step` `n` times; returns the allocations per request.
+fn run(config_name: &str, step: &str, n: usize) -> usize {
+    let index = CONFIGS
+        .iter()
+        .position(|(name, _)| *name == config_name)
+        .unwrap_or(1);
+    VMS.with(|vms| run_with(&mut vms[index].borrow_mut(), step, n))
+}
+
+fn run_with(vm: &mut Vm, step: &str, n: usize) -> usize {
+    let allocations_before = ALLOCATIONS.load(Relaxed);
+    for _ in 0..n {
+        match step {
+            "headers" => assert!(matches!(black_box(vm.get_account()), Verdict::Allow(_))),
+            "judge" => assert!(vm.config.routes.routes()[0]
+                .request
+                .judge_body(Some("application/json"), black_box(PAYMENT))
+                .is_ok()),
+            "strict" => drop(black_box(
+                finguard::json::parse_strict(black_box(PAYMENT)).unwrap(),
+            )),
+            "value" => drop(black_box(
+                serde_json::from_slice::<serde_json::Value>(black_box(PAYMENT)).unwrap(),
+            )),
+            "ignore" => drop(black_box(
+                serde_json::from_slice::<serde::de::IgnoredAny>(black_box(PAYMENT)).unwrap(),
+            )),
+            _ => {}
+        }
+    }
+    (ALLOCATIONS.load(Relaxed) - allocations_before) / n.max(1)
+}
+
+/// For `wasi_run.mjs`, which times the call: `config` an index in [`CONFIGS`], `step` one in
+/// [`STEPS`]. Returns the allocations per request.
+#[no_mangle]
+pub extern "C" fn phase_cost_run(config: u32, step: u32, n: u32) -> u32 {
+    let config_name = CONFIGS.get(config as usize).map_or("v1", |(name, _)| name);
+    let step = STEPS.get(step as usize).copied().unwrap_or("none");
+    run(config_name, step, n as usize) as u32
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (config_name, step) = (args[1].as_str(), args[2].as_str());
+    let n: usize = args[3].parse().unwrap();
+    let _ = run(config_name, "none", 1);
+    let started = std::time::Instant::now();
+    let allocations = run(config_name, step, n);
+    let per = started.elapsed().as_nanos() / n.max(1) as u128;
+    eprintln!("{config_name} {step}: {per} ns, {allocations} allocations per request");
+}
