@@ -100,7 +100,9 @@ impl HeaderMap {
 
     /// The first value of `name` (lowercase).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.iter().find(|(n, _)| *n == name).map(|(_, value)| value)
+        self.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value)
     }
 
     /// Every value of `name`, in order (a header may repeat).
@@ -153,7 +155,13 @@ mod tests {
         assert_eq!(map.all("cookie").collect::<Vec<_>>(), ["a=1", ""]);
         assert!(map.contains("cookie") && !map.contains("host"));
         assert_eq!(map.iter().count(), 4);
-        assert_eq!(HeaderMap::from_serialized(Vec::new()).unwrap().iter().count(), 0);
+        assert_eq!(
+            HeaderMap::from_serialized(Vec::new())
+                .unwrap()
+                .iter()
+                .count(),
+            0
+        );
     }
 
     #[test]
@@ -168,7 +176,10 @@ mod tests {
     fn refuses_malformed_maps() {
         let good = serialize(&[(b"a", b"bc")]);
         for cut in 1..good.len() {
-            assert!(HeaderMap::from_serialized(good[..cut].to_vec()).is_none(), "cut {cut}");
+            assert!(
+                HeaderMap::from_serialized(good[..cut].to_vec()).is_none(),
+                "cut {cut}"
+            );
         }
         let mut no_nul = good.clone();
         let last = no_nul.len() - 1;
@@ -178,7 +189,12 @@ mod tests {
         let mut huge = good;
         huge[..4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(HeaderMap::from_serialized(huge).is_none());
-        let sizes = [1u32.to_le_bytes(), u32::MAX.to_le_bytes(), u32::MAX.to_le_bytes()].concat();
+        let sizes = [
+            1u32.to_le_bytes(),
+            u32::MAX.to_le_bytes(),
+            u32::MAX.to_le_bytes(),
+        ]
+        .concat();
         assert!(HeaderMap::from_serialized(sizes).is_none());
     }
 }

@@ -273,6 +273,57 @@ fn prometheus_shows_decisions_by_reason_and_route() {
     assert!(sample(&text, "finguard_config_loaded", &[]).unwrap() >= 1.0);
 }
 
+/// With Envoy's `wasm` logger above `info` no audit line is built, and the phase histogram
+/// times a sample of the requests (one in 16 per worker) instead of every one: timing costs host
+/// calls on every phase. Decisions still reach the metrics and the access log.
+#[test]
+fn phase_time_is_sampled_when_no_audit_line_is_written() {
+    let stack = Stack::start(&policy(json!({})));
+    let good = token("accounts:read");
+    assert_eq!(get(&stack, "/v1/accounts/acc-1", &good).status, 200);
+    let status = stack
+        .envoy
+        .admin_post("/logging?wasm=warning")
+        .unwrap()
+        .status;
+    assert_eq!(status, 200);
+    // finguard asks for the log level at most once a second.
+    std::thread::sleep(Duration::from_millis(1200));
+    let audit_lines = || stack.envoy.logs().matches("finguard-audit").count();
+    let before = audit_lines();
+    let requests = 96;
+    for _ in 0..requests {
+        assert_eq!(get(&stack, "/v1/accounts/acc-1", &good).status, 200);
+    }
+    // Envoy flushes histograms to the admin endpoint every few seconds.
+    let (allowed, timed) = eventually(Duration::from_secs(15), || {
+        let text = prometheus(&stack.envoy);
+        let allowed = sample(
+            &text,
+            "finguard_requests",
+            &["decision=\"allow\"", "route=\"accounts\""],
+        )?;
+        let timed = sample(
+            &text,
+            "finguard_filter_time_us_count",
+            &["phase=\"request_headers\""],
+        )?;
+        (allowed >= f64::from(requests + 1) && timed >= 4.0).then_some((allowed, timed))
+    })
+    .unwrap_or_else(|| panic!("metrics did not move:\n{}", prometheus(&stack.envoy)));
+    assert_eq!(allowed, f64::from(requests + 1), "every request is counted");
+    // 96 requests over two workers: 4 to 6 timed, plus the first request (audited, timed).
+    assert!(
+        timed <= 8.0,
+        "{timed} of {requests} requests timed: not a sample"
+    );
+    assert_eq!(
+        audit_lines(),
+        before,
+        "an audit line was written above info"
+    );
+}
+
 /// Waits until `probe` (a request) answers `status`; returns how long it took.
 fn until_status(timeout: Duration, status: u16, mut probe: impl FnMut() -> Response) -> Duration {
     let started = Instant::now();

@@ -92,7 +92,7 @@ impl HttpContext for FilterContext {
         self.audit_line = self.vm.try_borrow().is_ok_and(|guard| {
             guard
                 .as_ref()
-                .is_some_and(|vm| telemetry::audit_line_wanted(&vm.config))
+                .is_some_and(|vm| telemetry::audit_line_wanted(&vm.config, started / 1_000_000))
         });
         self.timing = self.audit_line || telemetry::sampled_for_timing();
         let action = self.judge_headers(headers, end_of_stream, started / 1_000_000);

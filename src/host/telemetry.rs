@@ -146,10 +146,31 @@ pub fn sampled_for_timing() -> bool {
     })
 }
 
-/// Whether the audit line of a request starting now will be written: auditing is on and
-/// Envoy's `wasm` logger emits `info` (asked once per request).
-pub fn audit_line_wanted(config: &Config) -> bool {
-    config.audit.enabled && abi::logs_info()
+thread_local! {
+    /// Envoy's answer to "does the `wasm` logger emit info?", and when it was asked (ms).
+    static LOGS_INFO: std::cell::Cell<Option<(i64, bool)>> = const { std::cell::Cell::new(None) };
+}
+
+/// How long the logger's level is taken as known: a level changed through Envoy's admin
+/// endpoint takes effect on the audit line within this time.
+const LOG_LEVEL_TTL_MS: i64 = 1000;
+
+/// Whether the audit line of a request starting at `now_ms` will be written: auditing is on and
+/// Envoy's `wasm` logger emits `info` (asked at most once a second, not once per request).
+pub fn audit_line_wanted(config: &Config, now_ms: i64) -> bool {
+    if !config.audit.enabled {
+        return false;
+    }
+    LOGS_INFO.with(|known| match known.get() {
+        Some((asked, answer)) if (0..LOG_LEVEL_TTL_MS).contains(&now_ms.saturating_sub(asked)) => {
+            answer
+        }
+        _ => {
+            let answer = abi::logs_info();
+            known.set(Some((now_ms, answer)));
+            answer
+        }
+    })
 }
 
 /// At stream end: the per-request metrics.

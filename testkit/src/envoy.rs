@@ -378,6 +378,13 @@ impl Envoy {
             .try_send()
     }
 
+    /// POST on the admin interface (e.g. `/logging?wasm=warning`).
+    pub fn admin_post(&self, target: &str) -> Result<Response> {
+        Request::new(self.admin, "POST", target)
+            .timeout(Duration::from_secs(5))
+            .try_send()
+    }
+
     /// Replaces the running Envoy's finguard policy (ECDS from the watched file). Returns at once;
     /// Envoy applies it within a second or so (see [`Envoy::ecds_counter`]).
     pub fn reload(&self, config: &Value) -> Result<()> {
