@@ -1,6 +1,9 @@
 //! Cost of finguard's pure core on the benchmark's requests, natively and under V8 (the runtime
 //! Envoy runs finguard in). Steps:
 //! - `headers`: the headers phase of F1's GET (route, cached RS256 token, scope check);
+//! - `cold-RS256`, `cold-PS256`, `cold-ES256`, `cold-EdDSA`: the same with the token cache
+//!   emptied first, so that every request verifies its token (F2; use config `f2`, whose
+//!   verification budget is out of the way);
 //! - `judge`: the body phase of the 1 KB payment (bench V1, or V2 with config `v2`);
 //! - `strict`, `value`, `ignore`: the strict parse, stock serde_json into a `Value`, a bare scan;
 //! - `none`: nothing (set-up only).
@@ -23,6 +26,7 @@ use finguard::authn::cache::TokenCache;
 use finguard::authn::keys::{KeySource, ProviderKeys};
 use finguard::config::Config;
 use finguard::decision::Verdict;
+use finguard::header_map::HeaderMap;
 use finguard::pipeline::{self, VmState};
 use finguard::ratelimit::store::MemoryStore;
 use finguard::request::RequestView;
@@ -33,15 +37,34 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 const JWKS: &str = include_str!("../testkit/fixtures/jwks.json");
 const PAYMENT: &[u8] = include_bytes!("../bench/payloads/payment.json");
-/// RS256, kid rsa-a, valid from 4102441170 to 4102444800 (see `NOW_MS`).
-const TOKEN: &str = include_str!("../bench/payloads/token-rs256.jwt");
+/// Tokens as the bench mints them (bench/run.py `mint`), valid from 4102441170 to 4102444800
+/// (see `NOW_MS`).
+const TOKENS: [(&str, &str); 4] = [
+    ("RS256", include_str!("../bench/payloads/token-rs256.jwt")),
+    ("PS256", include_str!("../bench/payloads/token-ps256.jwt")),
+    ("ES256", include_str!("../bench/payloads/token-es256.jwt")),
+    ("EdDSA", include_str!("../bench/payloads/token-eddsa.jwt")),
+];
 const NOW_MS: i64 = 4_102_441_200_000;
-const CONFIGS: [(&str, &str); 3] = [
+const CONFIGS: [(&str, &str); 4] = [
     ("f1", include_str!("../bench/configs/finguard/f1.json")),
+    // f1 without the verification budget: for the cold steps.
+    ("f2", include_str!("../bench/configs/finguard/f2.json")),
     ("v1", include_str!("../bench/configs/finguard/v1.json")),
     ("v2", include_str!("../bench/configs/finguard/v2.json")),
 ];
-const STEPS: [&str; 6] = ["none", "judge", "strict", "value", "ignore", "headers"];
+const STEPS: [&str; 10] = [
+    "none",
+    "judge",
+    "strict",
+    "value",
+    "ignore",
+    "headers",
+    "cold-RS256",
+    "cold-PS256",
+    "cold-ES256",
+    "cold-EdDSA",
+];
 
 /// Counts allocations, to tell how much of a request's cost is the allocator's.
 struct Counting;
@@ -98,22 +121,22 @@ impl Vm {
     }
 
     /// F1's GET as Envoy hands it to the filter (wrk's request plus Envoy's own headers).
-    fn get_account(&mut self) -> Verdict {
+    fn get_account(&mut self, alg: &str) -> Verdict {
+        let token = TOKENS
+            .iter()
+            .find(|(name, _)| *name == alg)
+            .map_or("", |(_, token)| token.trim());
         let headers = [
             (":authority", "127.0.0.1:10000"),
             (":path", "/v1/accounts/acc-1"),
             (":method", "GET"),
             (":scheme", "http"),
-            ("authorization", &format!("Bearer {}", TOKEN.trim())),
+            ("authorization", &format!("Bearer {token}")),
             ("x-forwarded-proto", "http"),
             ("x-request-id", "6f1c1d52-3b0e-4c8e-9d0a-3f2b1c0d4e5f"),
         ];
-        let request = RequestView::new(
-            headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-        );
+        // Read from the host's serialisation, as src/host/http.rs does.
+        let request = RequestView::from_map(HeaderMap::from_serialized(serialize(&headers)).unwrap());
         let state = VmState {
             keys: &mut self.keys,
             cache: &mut self.cache,
@@ -124,11 +147,27 @@ impl Vm {
     }
 }
 
+/// A header map as Envoy serialises it for `proxy_get_header_map_pairs`.
+fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+    for (name, value) in pairs {
+        out.extend((name.len() as u32).to_le_bytes());
+        out.extend((value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        for part in [name, value] {
+            out.extend(part.as_bytes());
+            out.push(0);
+        }
+    }
+    out
+}
+
 thread_local! {
     /// Compiled once (and the token cached), so that a run of one request times the request only.
     static VMS: Vec<RefCell<Vm>> = CONFIGS.iter().map(|(_, text)| {
         let mut vm = Vm::new(text);
-        let _ = vm.get_account();
+        let _ = vm.get_account("RS256");
         RefCell::new(vm)
     }).collect();
 }
@@ -138,7 +177,7 @@ fn run(config_name: &str, step: &str, n: usize) -> usize {
     let index = CONFIGS
         .iter()
         .position(|(name, _)| *name == config_name)
-        .unwrap_or(1);
+        .unwrap_or_else(|| panic!("unknown config {config_name}"));
     VMS.with(|vms| run_with(&mut vms[index].borrow_mut(), step, n))
 }
 
@@ -146,7 +185,15 @@ fn run_with(vm: &mut Vm, step: &str, n: usize) -> usize {
     let allocations_before = ALLOCATIONS.load(Relaxed);
     for _ in 0..n {
         match step {
-            "headers" => assert!(matches!(black_box(vm.get_account()), Verdict::Allow(_))),
+            "headers" => assert!(matches!(
+                black_box(vm.get_account("RS256")),
+                Verdict::Allow(_)
+            )),
+            cold if cold.starts_with("cold-") => {
+                vm.cache.clear();
+                let verdict = black_box(vm.get_account(&cold[5..]));
+                assert!(matches!(verdict, Verdict::Allow(_)), "{verdict:?}");
+            }
             "judge" => assert!(vm.config.routes.routes()[0]
                 .request
                 .judge_body(Some("application/json"), black_box(PAYMENT))

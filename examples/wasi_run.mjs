@@ -8,8 +8,9 @@ import { readFile } from "node:fs/promises";
 import { WASI } from "node:wasi";
 import { argv } from "node:process";
 
-const STEPS = ["none", "judge", "strict", "value", "ignore", "headers"];
-const CONFIGS = ["f1", "v1", "v2"];
+const STEPS = ["none", "judge", "strict", "value", "ignore", "headers",
+  "cold-RS256", "cold-PS256", "cold-ES256", "cold-EdDSA"];
+const CONFIGS = ["f1", "f2", "v1", "v2"];
 const [module, config = "v1", step = "judge", count = "20000"] = argv.slice(2);
 const n = Number(count);
 const wasi = new WASI({ version: "preview1", args: [module] });
