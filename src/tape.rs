@@ -57,8 +57,9 @@ impl<'a> Tape<'a> {
     /// documents as [`crate::json::parse_strict`] accepts). The error never quotes the input.
     pub fn parse(bytes: &'a [u8]) -> Result<Tape<'a>, serde_json::Error> {
         let mut tape = Tape {
-            // A node takes at least two bytes of a document (`1,`), short of the last one.
-            nodes: Vec::with_capacity(bytes.len() / 8 + 1),
+            // About one node per 10 to 12 bytes of an ordinary document (names, short values);
+            // capped, so that a large body does not reserve for a worst case it may not have.
+            nodes: Vec::with_capacity((bytes.len() / 10).clamp(8, 2048)),
             escaped: String::new(),
         };
         let mut deserializer = serde_json::Deserializer::from_slice(bytes);
