@@ -6,6 +6,7 @@
 //!   verification budget is out of the way);
 //! - `judge`: the body phase of the 1 KB payment (bench V1, or V2 with config `v2`);
 //! - `strict`, `value`, `ignore`: the strict parse, stock serde_json into a `Value`, a bare scan;
+//! - `tape`: the strict parse onto the body tape the body phase validates (`finguard::tape`);
 //! - `none`: nothing (set-up only).
 //!
 //! Natively, count instructions (wall time is noisy on a shared machine, instruction counts are
@@ -53,7 +54,7 @@ const CONFIGS: [(&str, &str); 4] = [
     ("v1", include_str!("../bench/configs/finguard/v1.json")),
     ("v2", include_str!("../bench/configs/finguard/v2.json")),
 ];
-const STEPS: [&str; 10] = [
+const STEPS: [&str; 11] = [
     "none",
     "judge",
     "strict",
@@ -64,6 +65,7 @@ const STEPS: [&str; 10] = [
     "cold-PS256",
     "cold-ES256",
     "cold-EdDSA",
+    "tape",
 ];
 
 /// Counts allocations, to tell how much of a request's cost is the allocator's.
@@ -136,7 +138,8 @@ impl Vm {
             ("x-request-id", "6f1c1d52-3b0e-4c8e-9d0a-3f2b1c0d4e5f"),
         ];
         // Read from the host's serialisation, as src/host/http.rs does.
-        let request = RequestView::from_map(HeaderMap::from_serialized(serialize(&headers)).unwrap());
+        let request =
+            RequestView::from_map(HeaderMap::from_serialized(serialize(&headers)).unwrap());
         let state = VmState {
             keys: &mut self.keys,
             cache: &mut self.cache,
@@ -203,6 +206,9 @@ fn run_with(vm: &mut Vm, step: &str, n: usize) -> usize {
             )),
             "value" => drop(black_box(
                 serde_json::from_slice::<serde_json::Value>(black_box(PAYMENT)).unwrap(),
+            )),
+            "tape" => drop(black_box(
+                finguard::tape::Tape::parse(black_box(PAYMENT)).unwrap(),
             )),
             "ignore" => drop(black_box(
                 serde_json::from_slice::<serde::de::IgnoredAny>(black_box(PAYMENT)).unwrap(),

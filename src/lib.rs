@@ -18,6 +18,7 @@ pub mod redaction;
 pub mod request;
 pub mod response;
 pub mod routes;
+pub mod tape;
 pub mod validation;
 
 // The ABI adapter exists only in the module Envoy loads (wasm32-wasip1); the core also compiles

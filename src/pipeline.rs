@@ -595,13 +595,19 @@ pub fn on_request_body(config: &Config, pending: &PendingBody, body: &[u8], now:
         }
     };
     let forward = Forward {
-        monitored: accepted.suspicious.map(|_| Reason::InputSuspicious),
+        monitored: accepted
+            .suspicious
+            .as_ref()
+            .map(|_| Reason::InputSuspicious),
         ..Forward::default()
     };
     if let (Some(policy), Some((principal, _))) = (&route.auth, principal) {
-        let raw: &[u8] = if body.is_empty() { b"null" } else { body };
-        if let Err(reason) = policy.check_body(principal, &accepted.document, raw, now) {
-            return refuse_unauthorized(&judge, policy, reason, mode, forward);
+        // The body as a `Value` is built only for a route whose rules read it.
+        if policy.needs_body() {
+            let raw: &[u8] = if body.is_empty() { b"null" } else { body };
+            if let Err(reason) = policy.check_body(principal, &accepted.document(), raw, now) {
+                return refuse_unauthorized(&judge, policy, reason, mode, forward);
+            }
         }
     }
     Verdict::Allow(forward)

@@ -4,6 +4,7 @@
 //!
 //! Each check is a plain function over the text, no allocation, no regex.
 
+use jsonschema::json::{Json, JsonNumber, Node};
 use serde_json::Value;
 
 /// IBAN: ISO 13616 machine form (no spaces, upper case), a registered country with its length
@@ -214,21 +215,26 @@ impl Decimal {
     /// leading or trailing point); a number is judged by its value, written in full. Other
     /// types are not amounts and pass (combine with `type`).
     pub fn check(self, value: &Value) -> bool {
-        match value {
-            Value::String(text) => decimal_text(text, self),
-            Value::Number(n) => {
-                if let Some(i) = n.as_i64() {
-                    decimal_text(&i.to_string(), self)
-                } else if let Some(u) = n.as_u64() {
-                    decimal_text(&u.to_string(), self)
-                } else {
-                    // Rust prints an f64 in full (never with an exponent), shortest round trip.
-                    let text = n.as_f64().map(|f| f.to_string()).unwrap_or_default();
-                    let text = text.strip_suffix(".0").unwrap_or(&text);
-                    decimal_text(text, self)
-                }
+        self.check_node::<jsonschema::json::SerdeJson>(&value)
+    }
+
+    /// [`Decimal::check`] on a node of any instance representation (the body tape, a `Value`).
+    pub fn check_node<'a, F: Json>(self, node: &F::Node<'a>) -> bool {
+        if let Some(text) = node.as_string() {
+            decimal_text(&text, self)
+        } else if let Some(n) = node.as_number() {
+            if let Some(i) = n.as_i64() {
+                decimal_text(&i.to_string(), self)
+            } else if let Some(u) = n.as_u64() {
+                decimal_text(&u.to_string(), self)
+            } else {
+                // Rust prints an f64 in full (never with an exponent), shortest round trip.
+                let text = n.as_f64().map(|f| f.to_string()).unwrap_or_default();
+                let text = text.strip_suffix(".0").unwrap_or(&text);
+                decimal_text(text, self)
             }
-            _ => true,
+        } else {
+            true
         }
     }
 }

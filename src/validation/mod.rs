@@ -19,12 +19,13 @@ pub mod params;
 pub mod schema;
 
 use crate::decision::{Reason, Violation};
-use crate::json;
+use crate::tape::Tape;
 use limits::{LimitError, Limits, RawLimits};
 use negative::{Negative, NegativeMode, RawNegative};
-use schema::{Dialect, Schema};
+use schema::{BodySchema, Dialect, Schema};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 
 /// Default cap on a body finguard buffers to judge.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
@@ -60,7 +61,7 @@ pub struct RequestPolicy {
     /// Accepted media types (lower-case essence, no parameters); `None`: any JSON media type.
     content_types: Option<Vec<String>>,
     body: BodyRule,
-    schema: Option<Schema>,
+    schema: Option<BodySchema>,
     limits: Limits,
     query: Option<Schema>,
     /// The header schema and the header names it selects.
@@ -111,12 +112,28 @@ impl Invalid {
     }
 }
 
-/// A body that passed: the parsed document (`null` for an empty body) and, in negative-model
-/// monitor mode, the match that was let through (for the log line).
+/// A body that passed: the parsed document (see [`Accepted::document`]) and, in
+/// negative-model monitor mode, the match that was let through (for the log line).
 #[derive(Debug)]
-pub struct Accepted {
-    pub document: Value,
+pub struct Accepted<'b> {
+    /// The body on a tape (`None`: empty body).
+    tape: Option<Tape<'b>>,
+    /// The body as a `Value`, when judging it already needed one (negative model).
+    value: Option<Value>,
     pub suspicious: Option<Violation>,
+}
+
+impl Accepted<'_> {
+    /// The body as a `serde_json::Value` (`null` for an empty body): what body-bound
+    /// authorization reads. Judging a body builds none unless the negative model needs it, so
+    /// this builds it (from the tape, no second parse) on a route that asks for it.
+    pub fn document(&self) -> Cow<'_, Value> {
+        match (&self.value, &self.tape) {
+            (Some(value), _) => Cow::Borrowed(value),
+            (None, Some(tape)) => Cow::Owned(tape.to_value()),
+            (None, None) => Cow::Owned(Value::Null),
+        }
+    }
 }
 
 impl RequestPolicy {
@@ -162,7 +179,7 @@ impl RequestPolicy {
             None => None,
             Some(value) => {
                 let dialect = Dialect::of(value).map_err(|m| fail("schema", m))?;
-                Some(Schema::compile(value, dialect).map_err(|m| fail("schema", m))?)
+                Some(BodySchema::compile(value, dialect).map_err(|m| fail("schema", m))?)
             }
         };
         // A route that declares a body schema expects a body unless told otherwise.
@@ -322,7 +339,11 @@ impl RequestPolicy {
 
     /// Body phase, from the size check to the negative model (see the module docs). `body`
     /// is the whole body; `content_type` the request's header.
-    pub fn judge_body(&self, content_type: Option<&str>, body: &[u8]) -> Result<Accepted, Invalid> {
+    pub fn judge_body<'b>(
+        &self,
+        content_type: Option<&str>,
+        body: &'b [u8],
+    ) -> Result<Accepted<'b>, Invalid> {
         if body.len() > self.max_body_bytes {
             return Err(Invalid::bare(Reason::BodyTooLarge));
         }
@@ -334,7 +355,8 @@ impl RequestPolicy {
         if body.is_empty() {
             // An absent body is judged as `null`: every body-bound rule then fails closed.
             return Ok(Accepted {
-                document: Value::Null,
+                tape: None,
+                value: Some(Value::Null),
                 suspicious: None,
             });
         }
@@ -360,21 +382,25 @@ impl RequestPolicy {
                     .unwrap_or_else(|| Invalid::one(Reason::JsonLimitExceeded, "", limit)))
             }
         }
-        let Ok(document) = json::parse_strict(body) else {
+        // Strict JSON onto a tape (the same documents `json::parse_strict` accepts), validated
+        // in place: no `serde_json::Value` is built unless something below needs one.
+        let Ok(tape) = Tape::parse(body) else {
             return Err(not_utf8().unwrap_or_else(|| Invalid::bare(Reason::BodyMalformed)));
         };
         if let Some(schema) = &self.schema {
-            if !schema.is_valid(&document) {
+            if !schema.is_valid(tape.root()) {
                 return Err(Invalid {
                     reason: Reason::SchemaViolation,
-                    violations: schema.violations(&document, ""),
+                    violations: schema.violations(tape.root(), ""),
                 });
             }
         }
         let mut suspicious = None;
+        let mut value = None;
         if let Some(negative) = &self.negative {
             let declared = |name: &str| self.schema.as_ref().is_some_and(|s| s.declares(name));
-            if let Some(hit) = negative.check_document(&document, &declared) {
+            let document = value.insert(tape.to_value());
+            if let Some(hit) = negative.check_document(document, &declared) {
                 if negative.mode == NegativeMode::Enforce {
                     return Err(Invalid {
                         reason: Reason::InputSuspicious,
@@ -385,7 +411,8 @@ impl RequestPolicy {
             }
         }
         Ok(Accepted {
-            document,
+            tape: Some(tape),
+            value,
             suspicious,
         })
     }

@@ -14,6 +14,7 @@
 
 use super::formats::{self, Decimal};
 use crate::decision::{Violation, MAX_VIOLATIONS};
+use jsonschema::json::{Array, Json, Node, Object, SerdeJson};
 use jsonschema::{Draft, Keyword, ValidationError, Validator};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
@@ -45,13 +46,21 @@ impl Dialect {
     }
 }
 
-/// A compiled schema and the member names it declares anywhere.
-pub struct Schema {
-    validator: Validator,
+/// A compiled schema and the member names it declares anywhere, for instances in the
+/// representation `F` (see [`Schema`] and [`BodySchema`]).
+pub struct CompiledSchema<F: Json> {
+    validator: Validator<F>,
     declared: BTreeSet<String>,
 }
 
-impl std::fmt::Debug for Schema {
+/// A schema over `serde_json::Value` instances (parameters, tests).
+pub type Schema = CompiledSchema<SerdeJson>;
+
+/// A schema over request bodies parsed onto a [`crate::tape::Tape`]: judging a body builds no
+/// `serde_json::Value`.
+pub type BodySchema = CompiledSchema<crate::tape::TapeJson>;
+
+impl<F: Json> std::fmt::Debug for CompiledSchema<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Schema")
             .field("declared", &self.declared)
@@ -62,28 +71,28 @@ impl std::fmt::Debug for Schema {
 /// The `decimal` keyword, compiled.
 struct DecimalKeyword(Decimal);
 
-impl<'i> Keyword<'i> for DecimalKeyword {
-    fn validate(&self, instance: &'i Value) -> Result<(), ValidationError<'i>> {
-        if self.0.check(instance) {
+impl<'i, F: Json> Keyword<'i, F> for DecimalKeyword {
+    fn validate(&self, instance: F::Node<'i>) -> Result<(), ValidationError<'i>> {
+        if self.0.check_node::<F>(&instance) {
             Ok(())
         } else {
             Err(ValidationError::custom("decimal"))
         }
     }
-    fn is_valid(&self, instance: &'i Value) -> bool {
-        self.0.check(instance)
+    fn is_valid(&self, instance: F::Node<'i>) -> bool {
+        self.0.check_node::<F>(&instance)
     }
 }
 
-impl Schema {
+impl<F: Json> CompiledSchema<F> {
     /// Compiles `schema` as `dialect`. The error is a message for the configuration path; it
     /// quotes the schema (configuration), never request data.
-    pub fn compile(schema: &Value, dialect: Dialect) -> Result<Schema, String> {
+    pub fn compile(schema: &Value, dialect: Dialect) -> Result<CompiledSchema<F>, String> {
         let draft = match dialect {
             Dialect::Draft202012 => Draft::Draft202012,
             Dialect::Draft7 => Draft::Draft7,
         };
-        let validator = jsonschema::options()
+        let validator = jsonschema::options_for::<F>()
             .with_draft(draft)
             .should_validate_formats(true)
             .should_ignore_unknown_formats(false)
@@ -102,30 +111,30 @@ impl Schema {
                         "decimal: {\"precision\": 1..38, \"scale\": 0..precision}",
                     )
                 })?;
-                Ok(Box::new(DecimalKeyword(rule)) as Box<dyn for<'i> Keyword<'i>>)
+                Ok(Box::new(DecimalKeyword(rule)) as Box<dyn for<'i> Keyword<'i, F>>)
             })
             .build(schema)
             .map_err(|e| e.to_string())?;
         let mut declared = BTreeSet::new();
         collect_declared(schema, &mut declared);
-        Ok(Schema {
+        Ok(CompiledSchema {
             validator,
             declared,
         })
     }
 
     /// Whether `instance` matches (fast path: no error is built).
-    pub fn is_valid(&self, instance: &Value) -> bool {
+    pub fn is_valid(&self, instance: F::Node<'_>) -> bool {
         self.validator.is_valid(instance)
     }
 
     /// The violations of `instance` (empty: valid), at most [`MAX_VIOLATIONS`], deduplicated.
     /// `prefix` is prepended to every pointer (parameters: `/query`, `/headers`, `/path`).
-    pub fn violations(&self, instance: &Value, prefix: &str) -> Vec<Violation> {
+    pub fn violations<'i>(&'i self, instance: F::Node<'i>, prefix: &str) -> Vec<Violation> {
         let mut out: Vec<Violation> = Vec::new();
-        for error in self.validator.iter_errors(instance) {
+        for error in self.validator.iter_errors(instance.clone()) {
             let mut pointer = String::from(prefix);
-            pointer.push_str(&self.safe_pointer(instance, error.instance_path().as_str()));
+            pointer.push_str(&self.safe_pointer(instance.clone(), error.instance_path().as_str()));
             let keyword = error.kind().keyword();
             if let jsonschema::error::ValidationErrorKind::Required { property } = error.kind() {
                 // The missing member's name comes from the schema: point at it.
@@ -150,34 +159,37 @@ impl Schema {
 
     /// Rewrites an instance path so that it names only array indexes and declared members.
     /// The instance is walked to tell an index from a member whose name is digits.
-    pub fn safe_pointer(&self, instance: &Value, path: &str) -> String {
+    pub fn safe_pointer(&self, instance: F::Node<'_>, path: &str) -> String {
         let mut out = String::new();
         let mut current = Some(instance);
         for raw in path.split('/').skip(1) {
             let name = raw.replace("~1", "/").replace("~0", "~");
             out.push('/');
-            match current {
-                Some(Value::Array(items)) => {
-                    let item = name.parse::<usize>().ok().and_then(|i| items.get(i));
-                    if item.is_some() {
-                        out.push_str(&name);
-                    } else {
-                        out.push('*');
-                    }
-                    current = item;
-                }
-                Some(Value::Object(members)) => {
-                    current = members.get(&name);
-                    if self.declared.contains(&name) {
-                        out.push_str(&escape(&name));
-                    } else {
-                        out.push('*');
-                    }
-                }
-                _ => {
+            let (array, object) = match &current {
+                Some(node) => (node.as_array(), node.as_object()),
+                None => (None, None),
+            };
+            if let Some(items) = array {
+                let item = name
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| items.elements().nth(i));
+                if item.is_some() {
+                    out.push_str(&name);
+                } else {
                     out.push('*');
-                    current = None;
                 }
+                current = item;
+            } else if let Some(members) = object {
+                current = members.get(&F::prepare_key(&name));
+                if self.declared.contains(&name) {
+                    out.push_str(&escape(&name));
+                } else {
+                    out.push('*');
+                }
+            } else {
+                out.push('*');
+                current = None;
             }
         }
         out
