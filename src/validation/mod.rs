@@ -22,7 +22,7 @@ use crate::decision::{Reason, Violation};
 use crate::tape::Tape;
 use limits::{LimitError, Limits, RawLimits};
 use negative::{Negative, NegativeMode, RawNegative};
-use schema::{BodySchema, Dialect, Schema};
+use schema::{BodySchema, Dialect};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
@@ -63,10 +63,10 @@ pub struct RequestPolicy {
     body: BodyRule,
     schema: Option<BodySchema>,
     limits: Limits,
-    query: Option<Schema>,
+    query: Option<BodySchema>,
     /// The header schema and the header names it selects.
-    headers: Option<(Schema, Vec<String>)>,
-    path: Option<Schema>,
+    headers: Option<(BodySchema, Vec<String>)>,
+    path: Option<BodySchema>,
     negative: Option<Negative>,
 }
 
@@ -198,7 +198,7 @@ impl RequestPolicy {
         };
         let group = |value: &Option<Value>,
                      name: &str|
-         -> Result<Option<Schema>, crate::config::ConfigError> {
+         -> Result<Option<BodySchema>, crate::config::ConfigError> {
             value
                 .as_ref()
                 .map(|v| params::compile_group(v, name, template_params).map_err(|m| fail(name, m)))

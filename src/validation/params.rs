@@ -15,8 +15,9 @@
 //! before the schema (keyword `duplicate` / `encoding`). Violations point at
 //! `/query/<name>`, `/headers/<name>` or `/path/<name>` (undeclared names: `*`).
 
-use super::schema::{escape, Dialect, Schema};
+use super::schema::{escape, BodySchema, Dialect};
 use crate::decision::Violation;
+use crate::tape::Tape;
 use serde_json::{Map, Value};
 
 /// Compiles one group's schema. `params`: for `path`, the template's parameter names (a
@@ -25,9 +26,9 @@ pub fn compile_group(
     schema: &Value,
     group: &str,
     template_params: &[String],
-) -> Result<Schema, String> {
+) -> Result<BodySchema, String> {
     let dialect = Dialect::of(schema)?;
-    let compiled = Schema::compile(schema, dialect)?;
+    let compiled = BodySchema::compile(schema, dialect)?;
     if group == "path" {
         if let Some(Value::Object(props)) = schema.get("properties") {
             if let Some(name) = props.keys().find(|n| !template_params.contains(n)) {
@@ -87,7 +88,7 @@ pub fn decode(text: &str, plus_is_space: bool) -> Option<String> {
 }
 
 /// The query string as an object of decoded strings. `Err`: the violation that refuses it.
-pub fn query_object(query: Option<&str>, schema: &Schema) -> Result<Value, Violation> {
+pub fn query_object(query: Option<&str>, schema: &BodySchema) -> Result<Value, Violation> {
     let mut map = Map::new();
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -109,11 +110,24 @@ pub fn query_object(query: Option<&str>, schema: &Schema) -> Result<Value, Viola
 }
 
 /// Validates one group's object; violations are prefixed with `/<group>`.
-pub fn check(schema: &Schema, object: &Value, group: &str) -> Vec<Violation> {
-    if schema.is_valid(object) {
+///
+/// The object is written out and read back as a tape, the representation request bodies are
+/// validated in: one representation keeps one copy of jsonschema's validators in the module
+/// (each representation is a separate instantiation, about 0.9 MB of Wasm). Parameters are few
+/// and short, so the round trip costs little.
+pub fn check(schema: &BodySchema, object: &Value, group: &str) -> Vec<Violation> {
+    let text = serde_json::to_vec(object).unwrap_or_default();
+    let Ok(tape) = Tape::parse(&text) else {
+        // Not reachable for an object of strings; fail closed all the same.
+        return vec![Violation {
+            pointer: format!("/{group}"),
+            keyword: "type".into(),
+        }];
+    };
+    if schema.is_valid(tape.root()) {
         return Vec::new();
     }
-    schema.violations(object, &format!("/{group}"))
+    schema.violations(tape.root(), &format!("/{group}"))
 }
 
 #[cfg(test)]
