@@ -6,6 +6,8 @@
 //!   verification budget is out of the way);
 //! - `judge`: the body phase of the 1 KB payment (bench V1, or V2 with config `v2`);
 //! - `strict`, `value`, `ignore`: the strict parse, stock serde_json into a `Value`, a bare scan;
+//! - `sig-RS256`, `sig-PS256`, `sig-ES256`, `sig-EdDSA`: the signature check alone (the
+//!   cryptography of a cold step: the rest is parsing, claims and the cache);
 //! - `tape`: the strict parse onto the body tape the body phase validates (`finguard::tape`);
 //! - `none`: nothing (set-up only).
 //!
@@ -54,7 +56,7 @@ const CONFIGS: [(&str, &str); 4] = [
     ("v1", include_str!("../bench/configs/finguard/v1.json")),
     ("v2", include_str!("../bench/configs/finguard/v2.json")),
 ];
-const STEPS: [&str; 11] = [
+const STEPS: [&str; 15] = [
     "none",
     "judge",
     "strict",
@@ -66,6 +68,10 @@ const STEPS: [&str; 11] = [
     "cold-ES256",
     "cold-EdDSA",
     "tape",
+    "sig-RS256",
+    "sig-PS256",
+    "sig-ES256",
+    "sig-EdDSA",
 ];
 
 /// Counts allocations, to tell how much of a request's cost is the allocator's.
@@ -120,6 +126,26 @@ impl Vm {
             store: MemoryStore::default(),
             budget,
         }
+    }
+
+    /// The token's signature alone, checked with the first key of the provider's set that accepts
+    /// its algorithm: the cryptographic part of a cold verification.
+    fn verify_signature(&self, alg: &str) -> bool {
+        use base64::Engine as _;
+        let token = TOKENS
+            .iter()
+            .find(|(name, _)| *name == alg)
+            .map_or("", |(_, token)| token.trim());
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        let signature = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature)
+            .unwrap();
+        let alg = finguard::authn::jwks::parse_algorithm(alg).unwrap();
+        let keys = self.keys[0].keys.as_ref().unwrap();
+        keys.candidates(None, alg).any(|key| {
+            key.key
+                .verify(alg, black_box(message.as_bytes()), &signature)
+        })
     }
 
     /// F1's GET as Envoy hands it to the filter (wrk's request plus Envoy's own headers).
@@ -197,6 +223,7 @@ fn run_with(vm: &mut Vm, step: &str, n: usize) -> usize {
                 let verdict = black_box(vm.get_account(&cold[5..]));
                 assert!(matches!(verdict, Verdict::Allow(_)), "{verdict:?}");
             }
+            sig if sig.starts_with("sig-") => assert!(vm.verify_signature(&sig[4..])),
             "judge" => assert!(vm.config.routes.routes()[0]
                 .request
                 .judge_body(Some("application/json"), black_box(PAYMENT))

@@ -9,7 +9,8 @@ import { WASI } from "node:wasi";
 import { argv } from "node:process";
 
 const STEPS = ["none", "judge", "strict", "value", "ignore", "headers",
-  "cold-RS256", "cold-PS256", "cold-ES256", "cold-EdDSA", "tape"];
+  "cold-RS256", "cold-PS256", "cold-ES256", "cold-EdDSA", "tape",
+  "sig-RS256", "sig-PS256", "sig-ES256", "sig-EdDSA"];
 const CONFIGS = ["f1", "f2", "v1", "v2"];
 const [module, config = "v1", step = "judge", count = "20000"] = argv.slice(2);
 const n = Number(count);
