@@ -8,6 +8,7 @@
 //! - `strict`, `value`, `ignore`: the strict parse, stock serde_json into a `Value`, a bare scan;
 //! - `sig-RS256`, `sig-PS256`, `sig-ES256`, `sig-EdDSA`: the signature check alone (the
 //!   cryptography of a cold step: the rest is parsing, claims and the cache);
+//! - `redact`: the response rewrite of bench R1 (config `r1`, the 1 KB account);
 //! - `tape`: the strict parse onto the body tape the body phase validates (`finguard::tape`);
 //! - `none`: nothing (set-up only).
 //!
@@ -40,6 +41,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 const JWKS: &str = include_str!("../testkit/fixtures/jwks.json");
 const PAYMENT: &[u8] = include_bytes!("../bench/payloads/payment.json");
+const ACCOUNT: &[u8] = include_bytes!("../bench/payloads/account.json");
 /// Tokens as the bench mints them (bench/run.py `mint`), valid from 4102441170 to 4102444800
 /// (see `NOW_MS`).
 const TOKENS: [(&str, &str); 4] = [
@@ -49,14 +51,15 @@ const TOKENS: [(&str, &str); 4] = [
     ("EdDSA", include_str!("../bench/payloads/token-eddsa.jwt")),
 ];
 const NOW_MS: i64 = 4_102_441_200_000;
-const CONFIGS: [(&str, &str); 4] = [
+const CONFIGS: [(&str, &str); 5] = [
     ("f1", include_str!("../bench/configs/finguard/f1.json")),
     // f1 without the verification budget: for the cold steps.
     ("f2", include_str!("../bench/configs/finguard/f2.json")),
     ("v1", include_str!("../bench/configs/finguard/v1.json")),
     ("v2", include_str!("../bench/configs/finguard/v2.json")),
+    ("r1", include_str!("../bench/configs/finguard/r1.json")),
 ];
-const STEPS: [&str; 15] = [
+const STEPS: [&str; 16] = [
     "none",
     "judge",
     "strict",
@@ -72,6 +75,7 @@ const STEPS: [&str; 15] = [
     "sig-PS256",
     "sig-ES256",
     "sig-EdDSA",
+    "redact",
 ];
 
 /// Counts allocations, to tell how much of a request's cost is the allocator's.
@@ -228,6 +232,11 @@ fn run_with(vm: &mut Vm, step: &str, n: usize) -> usize {
                 .request
                 .judge_body(Some("application/json"), black_box(PAYMENT))
                 .is_ok()),
+            "redact" => {
+                let policy = vm.config.routes.routes()[0].response.as_ref().unwrap();
+                let out = finguard::redaction::rewrite::rewrite(black_box(ACCOUNT), policy, 0);
+                assert!(matches!(black_box(out), Ok(Some(_))));
+            }
             "strict" => drop(black_box(
                 finguard::json::parse_strict(black_box(PAYMENT)).unwrap(),
             )),
