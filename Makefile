@@ -77,7 +77,7 @@ flood: build envoy
 FUZZ_SECONDS ?= 60
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install --quiet cargo-fuzz
-	cd fuzz && for target in token jwks config response body; do \
+	cd fuzz && for target in token jwks config response body tape; do \
 	  cargo +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 || exit 1; done
 
 # For users with Docker: the same envoy.yaml in the pinned envoyproxy/envoy image.
