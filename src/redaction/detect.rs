@@ -79,27 +79,9 @@ pub fn find_pans(text: &str, out: &mut Vec<(Range<usize>, Kind)>) {
     }
 }
 
-/// ISO 13616 check: move the first four characters to the end, letters as 10..35, mod 97 == 1.
+/// ISO 13616 check (letters in either case): length 15 to 34, mod 97-10 equal to 1.
 pub fn iban_valid(compact: &[u8]) -> bool {
-    if !(15..=34).contains(&compact.len()) {
-        return false;
-    }
-    let (head, tail) = compact.split_at(4);
-    let mut remainder = 0u32;
-    for &c in tail.iter().chain(head) {
-        let c = c.to_ascii_uppercase();
-        let value = match c {
-            b'0'..=b'9' => u32::from(c - b'0'),
-            b'A'..=b'Z' => u32::from(c - b'A') + 10,
-            _ => return false,
-        };
-        remainder = if value >= 10 {
-            (remainder * 100 + value) % 97
-        } else {
-            (remainder * 10 + value) % 97
-        };
-    }
-    remainder == 1
+    (15..=34).contains(&compact.len()) && crate::validation::formats::iban_mod97(compact) == Some(1)
 }
 
 /// IBANs in `text`, compact (`DE89370400440532013000`) or in print form (`DE89 3704 ...`).
