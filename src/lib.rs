@@ -18,6 +18,7 @@ pub mod redaction;
 pub mod request;
 pub mod response;
 pub mod routes;
+pub mod swar;
 pub mod tape;
 pub mod validation;
 

@@ -13,6 +13,7 @@
 use super::detect::{self, Kind};
 use super::mask::{mask_email, Action};
 use super::{DetectorRule, ResponsePolicy};
+use crate::swar::{self, word};
 use std::borrow::Cow;
 
 /// Deeper documents are refused (fail closed) rather than walked.
@@ -656,57 +657,6 @@ impl<'a> Walker<'a> {
             self.scratch = new;
         }
         self.found = found;
-    }
-}
-
-/// Eight bytes of `bytes` from `at`, little-endian (byte `k` in bits `8k..8k+8`).
-#[inline]
-fn word(bytes: &[u8], at: usize) -> Option<u64> {
-    let chunk: [u8; 8] = bytes.get(at..at.checked_add(8)?)?.try_into().ok()?;
-    Some(u64::from_le_bytes(chunk))
-}
-
-/// Byte classes of eight bytes at once: each function sets the high bit of every byte of the
-/// result whose byte in `w` is in the class, and nothing else. Exact per byte: no carry crosses
-/// a byte (every sum below stays under 0x100 within its byte).
-mod swar {
-    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    const ONES: u64 = 0x0101_0101_0101_0101;
-
-    /// Bytes equal to zero.
-    #[inline]
-    fn zero(w: u64) -> u64 {
-        !(((w & LOW7) + LOW7) | w | LOW7)
-    }
-
-    #[inline]
-    pub fn bytes_equal(w: u64, b: u8) -> u64 {
-        zero(w ^ (ONES * u64::from(b)))
-    }
-
-    /// Bytes that end a run of plain string contents: `"`, `\` and controls (below 0x20).
-    #[inline]
-    pub fn stops(w: u64) -> u64 {
-        let control = !(((w & LOW7) + ONES * 0x60) | w) & HIGH;
-        bytes_equal(w, b'"') | bytes_equal(w, b'\\') | control
-    }
-
-    /// How many bytes a class mask marks (a multiply sums the bytes into the top one; no
-    /// popcount instruction needed natively).
-    #[inline]
-    pub fn count(mask: u64) -> usize {
-        ((mask >> 7).wrapping_mul(ONES) >> 56) as usize
-    }
-
-    /// ASCII digits.
-    #[inline]
-    pub fn digits(w: u64) -> u64 {
-        let low = w & LOW7;
-        // High bit set: at least 0x30, at least 0x3a; `!w` drops bytes of 0x80 and above.
-        let from_0 = low + ONES * (0x80 - 0x30);
-        let past_9 = low + ONES * (0x80 - 0x3a);
-        from_0 & !past_9 & !w & HIGH
     }
 }
 

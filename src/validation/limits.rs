@@ -7,6 +7,7 @@
 //! not a validator: grammar errors it does not need to see are left to the strict parser that
 //! runs after it (`json::parse_strict`).
 
+use crate::swar;
 use serde::Deserialize;
 
 /// Limits as configured (`routes[i].request.limits`); absent fields take the defaults below.
@@ -153,14 +154,10 @@ pub fn scan(bytes: &[u8], limits: &Limits) -> Result<(), LimitError> {
                 expect_key = false;
                 let start = i;
                 i += 1;
-                // Strings are most of a payload's bytes: jump between quotes and escapes
-                // (memchr reads a word at a time) instead of stepping byte by byte.
+                // Strings are most of a payload's bytes: jump between quotes and escapes,
+                // eight bytes at a time, instead of stepping byte by byte.
                 loop {
-                    let rest = bytes.get(i..).ok_or(Malformed)?;
-                    let Some(at) = memchr::memchr2(b'"', b'\\', rest) else {
-                        return Err(Malformed);
-                    };
-                    i += at;
+                    i = swar::find_quote_or_backslash(bytes, i).ok_or(Malformed)?;
                     if bytes.get(i) == Some(&b'"') {
                         break;
                     }
