@@ -707,17 +707,26 @@ fn apply_detector(rule: &DetectorRule, kind: Kind, found: &str, out: &mut String
             },
             Kind::Pan | Kind::Iban,
         ) => {
-            let total = found.chars().filter(char::is_ascii_alphanumeric).count();
+            // Card numbers and IBANs are matched on ASCII (letters, digits, spaces, dashes):
+            // walk bytes, not chars (no UTF-8 decoding per character). Anything else did not
+            // come from the detectors; it is masked whole rather than guessed at.
+            if !found.is_ascii() {
+                out.extend(found.chars().map(|_| *mask_char));
+                return;
+            }
+            let ascii = |b: u8| char::from(b);
+            let total = found.bytes().filter(u8::is_ascii_alphanumeric).count();
             let masked = total
                 .saturating_sub(*keep_last)
                 .max(usize::from(total <= *keep_last) * total);
             let mut seen = 0;
-            for c in found.chars() {
-                if c.is_ascii_alphanumeric() {
-                    out.push(if seen < masked { *mask_char } else { c });
+            out.reserve(found.len() * mask_char.len_utf8());
+            for b in found.bytes() {
+                if b.is_ascii_alphanumeric() {
+                    out.push(if seen < masked { *mask_char } else { ascii(b) });
                     seen += 1;
                 } else {
-                    out.push(c);
+                    out.push(ascii(b));
                 }
             }
         }
@@ -904,6 +913,23 @@ mod tests {
         assert_eq!(v["iban"], "**** **** **** **** **30 00");
         assert_eq!(v["n"], "411111******1111");
         assert_eq!(v["411111******1111"], true);
+    }
+
+    #[test]
+    fn a_detector_match_that_is_not_ascii_is_masked_whole() {
+        // The detectors match ASCII only; should anything else reach the byte-wise masking, it
+        // is masked entirely rather than cut at a byte.
+        let rule = DetectorRule {
+            action: Action::Mask {
+                keep_last: 4,
+                mask_char: '*',
+            },
+            unmask: None,
+            scope: None,
+        };
+        let mut out = String::new();
+        apply_detector(&rule, Kind::Iban, "DE89é1234", &mut out);
+        assert_eq!(out, "*********");
     }
 
     #[test]
