@@ -17,6 +17,7 @@
 
 pub mod ed25519;
 pub mod p256;
+mod p256_field;
 pub mod rsa;
 
 use hmac::{Hmac, Mac};

@@ -10,9 +10,10 @@
 //! first use (a few milliseconds each). Only public values are involved, so the code is
 //! variable-time; the field arithmetic is the `p256` crate's.
 
+use super::p256_field::Fe;
 use p256::elliptic_curve::ops::{Invert, Reduce};
 use p256::elliptic_curve::{Field, PrimeField};
-use p256::{FieldBytes, FieldElement, Scalar, U256};
+use p256::{FieldBytes, Scalar, U256};
 use sha2::{Digest, Sha256};
 use std::cell::OnceCell;
 use std::sync::OnceLock;
@@ -31,38 +32,45 @@ const P_MINUS_N: U256 =
 
 #[derive(Clone, Copy)]
 struct Affine {
-    x: FieldElement,
-    y: FieldElement,
+    x: Fe,
+    y: Fe,
 }
 
 /// Jacobian coordinates: (X / Z², Y / Z³); Z = 0 is the point at infinity.
 #[derive(Clone, Copy)]
 struct Jacobian {
-    x: FieldElement,
-    y: FieldElement,
-    z: FieldElement,
+    x: Fe,
+    y: Fe,
+    z: Fe,
 }
 
 const INFINITY: Jacobian = Jacobian {
-    x: FieldElement::ONE,
-    y: FieldElement::ONE,
-    z: FieldElement::ZERO,
+    x: Fe::ONE,
+    y: Fe::ONE,
+    z: Fe::ZERO,
 };
 
-fn fe(hex: &str) -> Option<FieldElement> {
-    FieldElement::from_uint(U256::from_be_hex(hex)).into()
+fn fe(hex: &str) -> Option<Fe> {
+    let mut bytes = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Fe::from_bytes(&bytes)
 }
 
 impl Jacobian {
     fn is_infinity(&self) -> bool {
-        self.z.is_zero().into()
+        self.z.is_zero()
     }
 
     fn from_affine(p: &Affine) -> Jacobian {
         Jacobian {
             x: p.x,
             y: p.y,
-            z: FieldElement::ONE,
+            z: Fe::ONE,
         }
     }
 
@@ -98,12 +106,8 @@ impl Jacobian {
         let s2 = q.y * self.z * z1z1;
         let h = u2 - self.x;
         let r = s2 - self.y;
-        if bool::from(h.is_zero()) {
-            return if bool::from(r.is_zero()) {
-                self.double()
-            } else {
-                INFINITY
-            };
+        if h.is_zero() {
+            return if r.is_zero() { self.double() } else { INFINITY };
         }
         let hh = h.square();
         let hhh = h * hh;
@@ -122,22 +126,22 @@ impl Jacobian {
 /// of them is the point at infinity.
 fn normalize(points: &[Jacobian]) -> Option<Vec<Affine>> {
     let mut prefix = Vec::with_capacity(points.len());
-    let mut acc = FieldElement::ONE;
+    let mut acc = Fe::ONE;
     for p in points {
-        acc *= &p.z;
+        acc = acc * p.z;
         prefix.push(acc);
     }
-    let mut inv: FieldElement = Option::from(acc.invert())?;
+    let mut inv = acc.invert()?;
     let mut out = vec![
         Affine {
-            x: FieldElement::ZERO,
-            y: FieldElement::ZERO
+            x: Fe::ZERO,
+            y: Fe::ZERO
         };
         points.len()
     ];
     for i in (0..points.len()).rev() {
         let z_inv = if i == 0 { inv } else { inv * prefix[i - 1] };
-        inv *= &points[i].z;
+        inv = inv * points[i].z;
         let z_inv2 = z_inv.square();
         out[i] = Affine {
             x: points[i].x * z_inv2,
@@ -224,10 +228,8 @@ impl P256Key {
         let (Ok(x), Ok(y)) = (<[u8; 32]>::try_from(x), <[u8; 32]>::try_from(y)) else {
             return Err("EC coordinates have the wrong length");
         };
-        let x: FieldElement =
-            Option::from(FieldElement::from_bytes(&FieldBytes::from(x))).ok_or(NOT_ON_CURVE)?;
-        let y: FieldElement =
-            Option::from(FieldElement::from_bytes(&FieldBytes::from(y))).ok_or(NOT_ON_CURVE)?;
+        let x = Fe::from_bytes(&x).ok_or(NOT_ON_CURVE)?;
+        let y = Fe::from_bytes(&y).ok_or(NOT_ON_CURVE)?;
         let b = fe(B_HEX).ok_or(NOT_ON_CURVE)?;
         // y² = x³ - 3x + b
         let rhs = x.square() * x - (x.double() + x) + b;
@@ -277,7 +279,7 @@ impl P256Key {
         }
         // x(point) = X / Z² must be r or r + n (as an integer below p): compare X with r·Z².
         let z2 = point.z.square();
-        let Some(r_fe) = Option::<FieldElement>::from(FieldElement::from_bytes(&r_bytes)) else {
+        let Some(r_fe) = Fe::from_bytes(&r_arr) else {
             return false;
         };
         if point.x == r_fe * z2 {
@@ -325,12 +327,12 @@ mod tests {
             g.add_multiple(&k, &mut acc);
             let ours = normalize(&[acc]).unwrap()[0];
             let theirs = (ProjectivePoint::GENERATOR * k).to_affine();
-            assert_eq!(ours.x.to_bytes(), theirs.x(), "{k:?}");
+            assert_eq!(ours.x.to_bytes()[..], theirs.x()[..], "{k:?}");
             // And 2k: the sum of two table walks, through the doubling case when k = k.
             g.add_multiple(&k, &mut acc);
             let ours = normalize(&[acc]).unwrap()[0];
             let theirs = (ProjectivePoint::GENERATOR * (k + k)).to_affine();
-            assert_eq!(ours.x.to_bytes(), theirs.x(), "2·{k:?}");
+            assert_eq!(ours.x.to_bytes()[..], theirs.x()[..], "2·{k:?}");
         }
         // k + (-k) = infinity.
         let mut acc = INFINITY;
