@@ -10,8 +10,8 @@
 //! first use (a few milliseconds each). Only public values are involved, so the code is
 //! variable-time; the field arithmetic is the `p256` crate's.
 
-use super::p256_field::Fe;
-use p256::elliptic_curve::ops::{Invert, Reduce};
+use super::p256_field::{invert_mod, limbs_from_be, limbs_to_be, Fe};
+use p256::elliptic_curve::ops::Reduce;
 use p256::elliptic_curve::{Field, PrimeField};
 use p256::{FieldBytes, Scalar, U256};
 use sha2::{Digest, Sha256};
@@ -29,6 +29,24 @@ const GY_HEX: &str = "4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837
 const N_HEX: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
 const P_MINUS_N: U256 =
     U256::from_be_hex("000000000000000000000000000000004319055358e8617b0c46353d039cdaae");
+
+/// The group order n, little-endian limbs (N_HEX; a unit test checks they agree).
+const N_LIMBS: [u32; 8] = [
+    0xfc63_2551,
+    0xf3b9_cac2,
+    0xa717_9e84,
+    0xbce6_faad,
+    0xffff_ffff,
+    0xffff_ffff,
+    0,
+    0xffff_ffff,
+];
+
+/// `s⁻¹ mod n` for the big-endian `s` of a signature (already checked to be in 1..n-1).
+fn scalar_inverse(s: &[u8; 32]) -> Option<Scalar> {
+    let inverse = invert_mod(&limbs_from_be(s), &N_LIMBS)?;
+    Option::from(Scalar::from_repr(FieldBytes::from(limbs_to_be(&inverse))))
+}
 
 #[derive(Clone, Copy)]
 struct Affine {
@@ -262,7 +280,7 @@ impl P256Key {
             return false;
         }
         let z = <Scalar as Reduce<U256>>::reduce_bytes(&Sha256::digest(message));
-        let Some(w) = Option::<Scalar>::from(s.invert_vartime()) else {
+        let Some(w) = scalar_inverse(&s_arr) else {
             return false;
         };
         let (Some(g), Some(q)) = (
@@ -303,6 +321,15 @@ mod tests {
 
     /// The comb's signed-byte recoding at its edges (digits 128 and 129, carries through 0xff
     /// runs, the last carry) against the RustCrypto scalar multiplication.
+    #[test]
+    fn order_limbs_match_the_order() {
+        let mut bytes = [0u8; 32];
+        for (byte, pair) in bytes.iter_mut().zip(N_HEX.as_bytes().chunks_exact(2)) {
+            *byte = u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap();
+        }
+        assert_eq!(limbs_from_be(&bytes), N_LIMBS);
+    }
+
     #[test]
     fn comb_matches_scalar_multiplication() {
         let g = generator_table().unwrap();
