@@ -10,7 +10,7 @@
 //! | family | verification | ready key |
 //! |---|---|---|
 //! | RSA (RS*, PS*) | [`rsa`]: Montgomery exponentiation with lazy carries | modulus limbs, R² mod n |
-//! | P-256 (ES256) | [`p256`]: comb tables for G and the key | 256 KiB table per key, on first use |
+//! | P-256 (ES256) | [`p256`]: comb tables for G and the key, own 32-bit-limb field and `s⁻¹` | 256 KiB table per key, on first use |
 //! | Ed25519 (EdDSA) | [`ed25519`]: radix-16 tables for B and the key | 30 KiB table per key, on first use |
 //! | P-384 (ES384) | RustCrypto `p384` | decoded point |
 //! | HMAC (HS*) | RustCrypto `hmac` | the secret |

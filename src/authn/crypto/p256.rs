@@ -8,7 +8,10 @@
 //! 256 KiB): a scalar, recoded into signed bytes, is then at most 33 mixed additions and no
 //! doubling. The generator's table is built once per VM on first use, a key's table on the key's
 //! first use (a few milliseconds each). Only public values are involved, so the code is
-//! variable-time; the field arithmetic is the `p256` crate's.
+//! variable-time. The field arithmetic and the inverse of `s` are finguard's own
+//! ([`super::p256_field`]): the `p256` crate's field multiplies through `u128` on wasm32, a
+//! compiler-rt call per product, and its scalar inversion spends most of its time in `subtle`.
+//! Scalars (reduction of the hash, the two products) are still the crate's.
 
 use super::p256_field::{invert_mod, limbs_from_be, limbs_to_be, Fe};
 use p256::elliptic_curve::ops::Reduce;
