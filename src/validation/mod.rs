@@ -364,9 +364,8 @@ impl RequestPolicy {
             return Err(Invalid::bare(Reason::ContentTypeUnsupported));
         }
         // A body that is not UTF-8 is refused as such, whatever else is wrong with it. The check
-        // runs only when something failed: a document the strict parser accepts is UTF-8
-        // (serde_json validates every string, and bytes outside strings must be ASCII), so the
-        // common case reads the body once less.
+        // is named here only when something failed (the limit scan runs first, on bytes); on the
+        // way to success the tape checks UTF-8 once itself (`Tape::parse`).
         let not_utf8 = || {
             std::str::from_utf8(body)
                 .is_err()

@@ -71,7 +71,8 @@ const INFINITY: Jacobian = Jacobian {
     z: Fe::ZERO,
 };
 
-fn fe(hex: &str) -> Option<Fe> {
+/// 64 hex digits as 32 big-endian bytes.
+fn hex32(hex: &str) -> Option<[u8; 32]> {
     let mut bytes = [0u8; 32];
     if hex.len() != 64 {
         return None;
@@ -79,7 +80,11 @@ fn fe(hex: &str) -> Option<Fe> {
     for (byte, pair) in bytes.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
         *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
-    Fe::from_bytes(&bytes)
+    Some(bytes)
+}
+
+fn fe(hex: &str) -> Option<Fe> {
+    Fe::from_bytes(&hex32(hex)?)
 }
 
 impl Jacobian {
@@ -326,11 +331,7 @@ mod tests {
     /// runs, the last carry) against the RustCrypto scalar multiplication.
     #[test]
     fn order_limbs_match_the_order() {
-        let mut bytes = [0u8; 32];
-        for (byte, pair) in bytes.iter_mut().zip(N_HEX.as_bytes().chunks_exact(2)) {
-            *byte = u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap();
-        }
-        assert_eq!(limbs_from_be(&bytes), N_LIMBS);
+        assert_eq!(hex32(N_HEX).map(|n| limbs_from_be(&n)), Some(N_LIMBS));
     }
 
     #[test]

@@ -54,10 +54,7 @@ impl Fe {
 
     /// A big-endian 32-byte value; `None` unless it is below p.
     pub fn from_bytes(bytes: &[u8; 32]) -> Option<Fe> {
-        let mut limbs = [0u32; LIMBS];
-        for (i, chunk) in bytes.rchunks_exact(4).enumerate() {
-            limbs[i] = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-        }
+        let limbs = limbs_from_be(bytes);
         below_p(&limbs).then(|| Fe(limbs) * Fe(R2))
     }
 
@@ -66,12 +63,7 @@ impl Fe {
     pub fn to_bytes(self) -> [u8; 32] {
         let mut one = [0u32; LIMBS];
         one[0] = 1;
-        let plain = self * Fe(one);
-        let mut out = [0u8; 32];
-        for (chunk, limb) in out.rchunks_exact_mut(4).zip(plain.0) {
-            chunk.copy_from_slice(&limb.to_be_bytes());
-        }
-        out
+        limbs_to_be(&(self * Fe(one)).0)
     }
 
     pub fn is_zero(&self) -> bool {
@@ -108,12 +100,7 @@ impl Fe {
 }
 
 fn below_p(limbs: &[u32; LIMBS]) -> bool {
-    for (a, p) in limbs.iter().zip(&P).rev() {
-        if a != p {
-            return a < p;
-        }
-    }
-    false
+    less(limbs, &P)
 }
 
 /// `a += b`; true on a carry out.
@@ -314,14 +301,8 @@ mod tests {
         one[31] = 1;
         out.push(one);
         // p - 1, and values around 2^224 and 2^96 (the shape of p).
-        let p_minus_1 = {
-            let mut b = [0u8; 32];
-            for (chunk, limb) in b.rchunks_exact_mut(4).zip(P) {
-                chunk.copy_from_slice(&limb.to_be_bytes());
-            }
-            b[31] -= 1;
-            b
-        };
+        let mut p_minus_1 = limbs_to_be(&P);
+        p_minus_1[31] -= 1;
         out.push(p_minus_1);
         for _ in 0..200 {
             let mut b = [0u8; 32];
