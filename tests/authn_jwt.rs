@@ -228,6 +228,40 @@ fn tampered_payload_is_refused() {
 }
 
 #[test]
+fn a_signature_with_one_bit_flipped_is_refused_for_every_asymmetric_algorithm() {
+    // The verification arithmetic is finguard's own (RSA rows, the P-256 field and scalar
+    // inverse): through Envoy, a valid token of each algorithm with one bit of its signature
+    // flipped must be refused, and the untouched token accepted.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let stack = Stack::start(&config::base());
+    for alg in [
+        Algorithm::RS256,
+        Algorithm::PS256,
+        Algorithm::ES256,
+        Algorithm::EdDSA,
+    ] {
+        let token = TokenBuilder::new(alg).sign();
+        let (signed, signature) = token.rsplit_once('.').expect("a JWS");
+        let mut bytes = b64.decode(signature).expect("base64url signature");
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x10;
+        let forged = format!("{signed}.{}", b64.encode(&bytes));
+        let response = stack.envoy.get("/v1/accounts").bearer(&forged).send();
+        assert_eq!(response.status, 401, "{alg:?} accepted a forged signature");
+        assert_eq!(
+            testkit::problem::slug(&response).as_deref(),
+            Some("signature-invalid"),
+            "{alg:?}"
+        );
+        assert_invalid_token(&response, "signature-invalid", &forged);
+        let response = stack.envoy.get("/v1/accounts").bearer(&token).send();
+        assert_eq!(response.status, 200, "{alg:?} refused a valid token");
+    }
+    assert_eq!(stack.upstream.count(), 4);
+}
+
+#[test]
 fn duplicate_alg_header_member_is_refused() {
     // RFC 7515 §4 lets a parser keep the last member, which would verify this token; finguard
     // rejects duplicate members instead.
