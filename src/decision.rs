@@ -544,6 +544,10 @@ pub struct PendingBody {
     pub principal: Option<Caller>,
     pub content_type: Option<String>,
     pub request_id: Option<String>,
+    /// The body phase's rules compare times (amount-conditional step-up): the host reads the
+    /// clock again when the body completes. Otherwise the headers phase's time stands (one host
+    /// call less per validated request).
+    pub reads_clock: bool,
 }
 
 /// The authenticated caller, owned, for the body phase.

@@ -203,6 +203,7 @@ pub fn on_request_headers(
                 principal: None,
                 content_type: request.header("content-type").map(str::to_owned),
                 request_id: request.request_id().map(str::to_owned),
+                reads_clock: false,
             };
             return Verdict::ReadBody { forward, pending };
         }
@@ -321,6 +322,7 @@ pub fn on_request_headers(
             principal: Some(caller),
             content_type: request.header("content-type").map(str::to_owned),
             request_id: request.request_id().map(str::to_owned),
+            reads_clock: policy.needs_body(),
         };
         return Verdict::ReadBody { forward, pending };
     }
@@ -1104,6 +1106,8 @@ mod tests {
         let Verdict::ReadBody { pending, .. } = pay(&mut vm, &c, claims(), "alice") else {
             panic!()
         };
+        // An amount-conditional step-up compares times: the body phase reads the clock again.
+        assert!(pending.reads_clock);
         assert!(matches!(
             on_request_body(&c, &pending, br#"{"amount": "999.99"}"#, NOW),
             Verdict::Allow(_)
@@ -1509,6 +1513,8 @@ mod tests {
         let Verdict::ReadBody { pending, .. } = vm.judge(&c, &ping) else {
             panic!()
         };
+        // Validation alone compares no times: the headers phase's clock reading stands.
+        assert!(!pending.reads_clock);
         assert!(matches!(
             on_request_body(&c, &pending, b"", NOW),
             Verdict::Allow(_)

@@ -44,6 +44,9 @@ pub struct FilterContext {
     audit_line: bool,
     /// This request's phases are timed: its audit line is written, or it is in the sample.
     timing: bool,
+    /// When the request headers were judged (ms): the body phase's time unless its rules
+    /// compare times ([`crate::decision::PendingBody::reads_clock`]).
+    headers_at_ms: i64,
 }
 
 impl FilterContext {
@@ -59,6 +62,7 @@ impl FilterContext {
             held: response::Held::default(),
             audit_line: false,
             timing: false,
+            headers_at_ms: 0,
         }
     }
 
@@ -89,6 +93,7 @@ impl Context for FilterContext {}
 impl HttpContext for FilterContext {
     fn on_http_request_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
         let started = now_ns();
+        self.headers_at_ms = started / 1_000_000;
         self.audit_line = self.vm.try_borrow().is_ok_and(|guard| {
             guard
                 .as_ref()
@@ -172,13 +177,8 @@ impl HttpContext for FilterContext {
         if !self.is_held() {
             return Action::Continue;
         }
-        // The clock is read for the timing and for the judgement at the body's end only.
-        let started = if self.timing || end_of_stream {
-            now_ns()
-        } else {
-            0
-        };
-        let action = self.judge_body(body_size, end_of_stream, started / 1_000_000);
+        let started = if self.timing { now_ns() } else { 0 };
+        let action = self.judge_body(body_size, end_of_stream, started);
         self.timed(metric::phase_time::REQUEST_BODY, started);
         action
     }
@@ -313,7 +313,8 @@ impl FilterContext {
         }
     }
 
-    fn judge_body(&mut self, body_size: usize, end_of_stream: bool, now: i64) -> Action {
+    /// `started_ns`: the clock read for timing, 0 if this request is not timed.
+    fn judge_body(&mut self, body_size: usize, end_of_stream: bool, started_ns: i64) -> Action {
         let (verdict, pending) = {
             let Ok(mut guard) = self.vm.try_borrow_mut() else {
                 return refuse_internal();
@@ -356,8 +357,13 @@ impl FilterContext {
                         return Action::Pause;
                     } else {
                         let body = read_body(body_size).unwrap_or_default();
+                        let now_ms = match (pending.reads_clock, started_ns) {
+                            (false, _) => self.headers_at_ms,
+                            (true, 0) => now_ns() / 1_000_000,
+                            (true, started) => started / 1_000_000,
+                        };
                         (
-                            pipeline::on_request_body(&config, pending, &body, now / 1000),
+                            pipeline::on_request_body(&config, pending, &body, now_ms / 1000),
                             vm.streams.remove(&self.context_id),
                         )
                     }
