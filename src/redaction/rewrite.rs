@@ -233,13 +233,20 @@ impl<'a> Walker<'a> {
             let child_start = self.pos;
             let decision = if object {
                 let key = self.string()?;
-                let decision = if skip {
+                let rules_alive = alive_start < alive_end;
+                let detect = cover != Cover::Clear && self.may_hold_detectable(&key);
+                let decision = if skip || !(rules_alive || detect) {
+                    // Most members of a large document: no rule reaches them and their name
+                    // cannot hold a number or an address. Not decoded at all.
                     Decision::Cover(cover)
                 } else {
                     let name = decoded(self.text, key.start, key.end, key.escaped);
-                    let decision =
-                        self.decide(alive_start, alive_end, depth, Key::Member(&name), cover);
-                    if decision != Decision::Remove && cover != Cover::Clear {
+                    let decision = if rules_alive {
+                        self.decide(alive_start, alive_end, depth, Key::Member(&name), cover)
+                    } else {
+                        Decision::Cover(cover)
+                    };
+                    if decision != Decision::Remove && detect {
                         self.detect_in_string(&key, &name);
                     }
                     decision
@@ -565,8 +572,10 @@ impl<'a> Walker<'a> {
         match cover {
             Cover::Clear => {}
             Cover::Detect => {
-                let text = decoded(self.text, token.start, token.end, token.escaped);
-                self.detect_in_string(token, &text);
+                if self.may_hold_detectable(token) {
+                    let text = decoded(self.text, token.start, token.end, token.escaped);
+                    self.detect_in_string(token, &text);
+                }
             }
             Cover::Act(r) => {
                 let policy = self.policy;
@@ -610,6 +619,17 @@ impl<'a> Walker<'a> {
             }
         }
         self.edit(start, end, |out| push_json_string(out, &new));
+    }
+
+    /// Whether an active detector could match inside `token`, from what the scanner counted (a
+    /// string with escapes is decoded and looked at in full): lets the walk skip decoding and
+    /// [`Self::detect_in_string`] for most strings.
+    #[inline]
+    fn may_hold_detectable(&self, token: &Str) -> bool {
+        token.escaped
+            || (self.detect_pan.is_some() && token.digits >= 13)
+            || (self.detect_iban.is_some() && token.digits >= 2 && token.end - token.start >= 15)
+            || (self.detect_email.is_some() && token.at)
     }
 
     /// Runs the detectors over the decoded `text` of `token`; on a match the whole token is
