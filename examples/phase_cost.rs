@@ -9,6 +9,8 @@
 //! - `sig-RS256`, `sig-PS256`, `sig-ES256`, `sig-EdDSA`: the signature check alone (the
 //!   cryptography of a cold step: the rest is parsing, claims and the cache);
 //! - `redact`: the response rewrite of bench R1 (config `r1`, the 1 KB account);
+//! - `walk`, `rules`, `detect`: the same rewrite with neither field rules nor detectors (the walk
+//!   alone: validation and tokenising), with the field rules only, with the detectors only;
 //! - `tape`: the strict parse onto the body tape the body phase validates (`finguard::tape`);
 //! - `none`: nothing (set-up only).
 //!
@@ -59,7 +61,7 @@ const CONFIGS: [(&str, &str); 5] = [
     ("v2", include_str!("../bench/configs/finguard/v2.json")),
     ("r1", include_str!("../bench/configs/finguard/r1.json")),
 ];
-const STEPS: [&str; 16] = [
+const STEPS: [&str; 19] = [
     "none",
     "judge",
     "strict",
@@ -76,6 +78,9 @@ const STEPS: [&str; 16] = [
     "sig-ES256",
     "sig-EdDSA",
     "redact",
+    "walk",
+    "rules",
+    "detect",
 ];
 
 /// Counts allocations, to tell how much of a request's cost is the allocator's.
@@ -215,6 +220,28 @@ fn run(config_name: &str, step: &str, n: usize) -> usize {
 }
 
 fn run_with(vm: &mut Vm, step: &str, n: usize) -> usize {
+    // For `walk`, `rules` and `detect`: R1's response policy with parts of it taken out.
+    let variant = vm
+        .config
+        .routes
+        .routes()
+        .first()
+        .and_then(|r| r.response.as_ref())
+        .map(|full| finguard::redaction::ResponsePolicy {
+            rules: if step == "rules" {
+                full.rules.clone()
+            } else {
+                Vec::new()
+            },
+            detect_pan: full.detect_pan.clone().filter(|_| step == "detect"),
+            detect_iban: full.detect_iban.clone().filter(|_| step == "detect"),
+            detect_email: full.detect_email.clone().filter(|_| step == "detect"),
+            scopes: full.scopes.clone(),
+            headers: full.headers.clone(),
+            sanitise_upstream_errors: false,
+            refuse_non_json: false,
+            max_body_bytes: full.max_body_bytes,
+        });
     let allocations_before = ALLOCATIONS.load(Relaxed);
     for _ in 0..n {
         match step {
@@ -236,6 +263,11 @@ fn run_with(vm: &mut Vm, step: &str, n: usize) -> usize {
                 let policy = vm.config.routes.routes()[0].response.as_ref().unwrap();
                 let out = finguard::redaction::rewrite::rewrite(black_box(ACCOUNT), policy, 0);
                 assert!(matches!(black_box(out), Ok(Some(_))));
+            }
+            "walk" | "rules" | "detect" => {
+                let policy = variant.as_ref().unwrap();
+                let out = finguard::redaction::rewrite::rewrite(black_box(ACCOUNT), policy, 0);
+                black_box(out.ok());
             }
             "strict" => drop(black_box(
                 finguard::json::parse_strict(black_box(PAYMENT)).unwrap(),

@@ -10,7 +10,7 @@ import { argv } from "node:process";
 
 const STEPS = ["none", "judge", "strict", "value", "ignore", "headers",
   "cold-RS256", "cold-PS256", "cold-ES256", "cold-EdDSA", "tape",
-  "sig-RS256", "sig-PS256", "sig-ES256", "sig-EdDSA", "redact"];
+  "sig-RS256", "sig-PS256", "sig-ES256", "sig-EdDSA", "redact", "walk", "rules", "detect"];
 const CONFIGS = ["f1", "f2", "v1", "v2", "r1"];
 const [module, config = "v1", step = "judge", count = "20000"] = argv.slice(2);
 const n = Number(count);
