@@ -111,6 +111,8 @@ struct Walker<'a> {
     /// Reused for every string the detectors look at (allocations cost in Wasm).
     found: Vec<(std::ops::Range<usize>, Kind)>,
     scratch: String,
+    /// Reused for the new text of every value a field rule transforms.
+    value: String,
 }
 
 /// Rewrites `body` by `policy` for a caller whose unmasking scopes are the bits of `unmasked`.
@@ -135,49 +137,120 @@ pub fn rewrite_counted(
         d.as_ref()
             .filter(|d| d.unmask.is_none_or(|bit| unmasked & (1 << bit) == 0))
     }
+    let mut buffers = Buffers::take();
+    buffers.alive.extend(0..policy.rules.len());
     let mut walker = Walker {
         text,
         bytes: body,
         pos: 0,
         policy,
         unmasked,
-        alive: (0..policy.rules.len()).collect(),
-        edits: Vec::with_capacity(16),
-        replacements: String::with_capacity(256),
+        alive: buffers.alive,
+        edits: buffers.edits,
+        replacements: buffers.replacements,
         detect_pan: active(&policy.detect_pan, unmasked),
         detect_iban: active(&policy.detect_iban, unmasked),
         detect_email: active(&policy.detect_email, unmasked),
-        found: Vec::new(),
-        scratch: String::new(),
+        found: buffers.found,
+        scratch: buffers.scratch,
+        value: buffers.value,
     };
-    walker.walk()?;
-    if walker.edits.is_empty() {
-        return Ok(None);
+    let walked = walker.walk(&mut buffers.stack);
+    let result = walked.and_then(|()| walker.splice());
+    Buffers {
+        stack: buffers.stack,
+        alive: walker.alive,
+        edits: walker.edits,
+        replacements: walker.replacements,
+        found: walker.found,
+        scratch: walker.scratch,
+        value: walker.value,
     }
-    walker.edits.sort_unstable_by_key(|e| e.0);
-    let mut out = Vec::with_capacity(body.len());
-    let mut at = 0;
-    for &(start, end, r_start, r_end) in &walker.edits {
-        // Edits never overlap (see the removal bookkeeping); a violation would be a bug, so it
-        // fails closed rather than emitting a broken document.
-        if start < at {
-            return Err(RewriteError::Malformed);
+    .put_back();
+    result
+}
+
+/// The walker's working buffers, kept per thread (a Wasm VM is one thread) between responses:
+/// allocations are a large part of a small document's cost in Wasm. Emptied before they are
+/// kept, and not kept once a large document has grown them past [`Buffers::KEEP_BYTES`].
+#[derive(Default)]
+struct Buffers {
+    stack: Vec<Frame>,
+    alive: Vec<usize>,
+    edits: Vec<(usize, usize, usize, usize)>,
+    replacements: String,
+    found: Vec<(std::ops::Range<usize>, Kind)>,
+    scratch: String,
+    value: String,
+}
+
+thread_local! {
+    static BUFFERS: std::cell::Cell<Option<Buffers>> = const { std::cell::Cell::new(None) };
+}
+
+impl Buffers {
+    const KEEP_BYTES: usize = 64 * 1024;
+
+    fn take() -> Buffers {
+        BUFFERS.with(|kept| kept.take()).unwrap_or_else(|| Buffers {
+            stack: Vec::with_capacity(16),
+            edits: Vec::with_capacity(16),
+            replacements: String::with_capacity(256),
+            ..Buffers::default()
+        })
+    }
+
+    fn put_back(mut self) {
+        let held = self.stack.capacity() * std::mem::size_of::<Frame>()
+            + self.alive.capacity() * std::mem::size_of::<usize>()
+            + self.edits.capacity() * std::mem::size_of::<(usize, usize, usize, usize)>()
+            + self.replacements.capacity()
+            + self.found.capacity() * std::mem::size_of::<(std::ops::Range<usize>, Kind)>()
+            + self.scratch.capacity()
+            + self.value.capacity();
+        if held > Self::KEEP_BYTES {
+            return;
         }
-        out.extend_from_slice(body.get(at..start).ok_or(RewriteError::Malformed)?);
-        out.extend_from_slice(
-            walker
-                .replacements
-                .as_bytes()
-                .get(r_start..r_end)
-                .ok_or(RewriteError::Malformed)?,
-        );
-        at = end;
+        self.stack.clear();
+        self.alive.clear();
+        self.edits.clear();
+        self.replacements.clear();
+        self.found.clear();
+        self.scratch.clear();
+        self.value.clear();
+        BUFFERS.with(|kept| kept.set(Some(self)));
     }
-    out.extend_from_slice(body.get(at..).ok_or(RewriteError::Malformed)?);
-    Ok(Some((out, walker.edits.len())))
 }
 
 impl<'a> Walker<'a> {
+    /// The original bytes with the edits spliced in (`None`: no edit).
+    fn splice(&mut self) -> Result<Option<(Vec<u8>, usize)>, RewriteError> {
+        if self.edits.is_empty() {
+            return Ok(None);
+        }
+        self.edits.sort_unstable_by_key(|e| e.0);
+        let body = self.bytes;
+        let mut out = Vec::with_capacity(body.len() + self.replacements.len());
+        let mut at = 0;
+        for &(start, end, r_start, r_end) in &self.edits {
+            // Edits never overlap (see the removal bookkeeping); a violation would be a bug, so
+            // it fails closed rather than emitting a broken document.
+            if start < at {
+                return Err(RewriteError::Malformed);
+            }
+            out.extend_from_slice(body.get(at..start).ok_or(RewriteError::Malformed)?);
+            out.extend_from_slice(
+                self.replacements
+                    .as_bytes()
+                    .get(r_start..r_end)
+                    .ok_or(RewriteError::Malformed)?,
+            );
+            at = end;
+        }
+        out.extend_from_slice(body.get(at..).ok_or(RewriteError::Malformed)?);
+        Ok(Some((out, self.edits.len())))
+    }
+
     fn peek(&self) -> Option<u8> {
         self.bytes.get(self.pos).copied()
     }
@@ -201,11 +274,10 @@ impl<'a> Walker<'a> {
         bit.is_some_and(|bit| self.unmasked & (1 << bit) != 0)
     }
 
-    fn walk(&mut self) -> Result<(), RewriteError> {
-        let mut stack: Vec<Frame> = Vec::with_capacity(16);
+    fn walk(&mut self, stack: &mut Vec<Frame>) -> Result<(), RewriteError> {
         self.skip_ws();
         let root_alive = (0, self.alive.len());
-        self.value(&mut stack, Cover::Detect, false, root_alive, 0)?;
+        self.value(stack, Cover::Detect, false, root_alive, 0)?;
         while let Some(frame) = stack.last() {
             let (object, skip, depth, cover, count) = (
                 frame.object,
@@ -223,7 +295,7 @@ impl<'a> Walker<'a> {
                 let Some(frame) = stack.pop() else { break };
                 self.close(&frame, end);
                 self.alive.truncate(frame.alive_start);
-                self.child_ended(&mut stack, end);
+                self.child_ended(stack, end);
                 continue;
             }
             if count > 0 {
@@ -269,14 +341,14 @@ impl<'a> Walker<'a> {
                     frame.removing = true;
                     let start = frame.run.map_or(child_start, |(s, _)| s);
                     frame.run = Some((start, child_start));
-                    self.value(&mut stack, Cover::Detect, true, child_alive, depth + 1)?;
+                    self.value(stack, Cover::Detect, true, child_alive, depth + 1)?;
                 }
                 Decision::Cover(child_cover) => {
                     if let Some((run_start, _)) = frame.run.take() {
                         // A kept child after removed ones: the run goes, with its separators.
                         self.edit(run_start, child_start, |_| {});
                     }
-                    self.value(&mut stack, child_cover, skip, child_alive, depth + 1)?;
+                    self.value(stack, child_cover, skip, child_alive, depth + 1)?;
                 }
             }
         }
@@ -583,11 +655,13 @@ impl<'a> Walker<'a> {
                     return;
                 };
                 let text = decoded(self.text, token.start, token.end, token.escaped);
-                let mut new = String::with_capacity(text.len() + 8);
+                let mut new = std::mem::take(&mut self.value);
+                new.clear();
                 rule.action.apply(&text, &mut new);
                 self.edit(token.start - 1, token.end + 1, |out| {
                     push_json_string(out, &new)
                 });
+                self.value = new;
             }
         }
     }
@@ -596,16 +670,12 @@ impl<'a> Walker<'a> {
         let Some(raw) = self.text.get(start..end) else {
             return;
         };
-        let mut new = String::new();
-        match cover {
+        let (rule, detected) = match cover {
             Cover::Clear => return,
-            Cover::Act(r) => {
-                let policy = self.policy;
-                let Some(rule) = policy.rules.get(r) else {
-                    return;
-                };
-                rule.action.apply(raw, &mut new);
-            }
+            Cover::Act(r) => match self.policy.rules.get(r) {
+                Some(rule) => (&rule.action, None),
+                None => return,
+            },
             Cover::Detect => {
                 // A card number sent as a JSON integer.
                 let Some(rule) = self.detect_pan else { return };
@@ -615,10 +685,17 @@ impl<'a> Walker<'a> {
                 if !is_pan {
                     return;
                 }
-                apply_detector(rule, Kind::Pan, raw, &mut new);
+                (&rule.action, Some(rule))
             }
+        };
+        let mut new = std::mem::take(&mut self.value);
+        new.clear();
+        match detected {
+            Some(detector) => apply_detector(detector, Kind::Pan, raw, &mut new),
+            None => rule.apply(raw, &mut new),
         }
         self.edit(start, end, |out| push_json_string(out, &new));
+        self.value = new;
     }
 
     /// Whether an active detector could match inside `token`, from what the scanner counted (a
@@ -864,6 +941,33 @@ mod tests {
         // Untouched numbers stay byte for byte.
         assert!(out.contains("12345678901234567890"));
         assert!(out.contains("0.1000000000000000055511"));
+    }
+
+    #[test]
+    fn kept_buffers_carry_nothing_from_one_response_to_the_next() {
+        let p = policy(json!({"rules": [
+            {"pointer": "/a", "action": "mask", "keep_last": 2},
+            {"pointer": "/b", "action": "remove"}
+        ], "detect": ["pan", "iban", "email"]}));
+        let small = r#"{"a": "123456", "c": "x"}"#;
+        let alone = run(&p, small, 0);
+        assert_eq!(alone, r#"{"a": "****56", "c": "x"}"#);
+        // A response that fails half-way (edits and open containers recorded), one that grows
+        // the buffers past what is kept, and a normal one: the next result is the same as alone.
+        let broken = r#"{"a": "999999", "b": 1, "d": ["4111111111111111", {"e": "#;
+        assert_eq!(
+            rewrite(broken.as_bytes(), &p, 0),
+            Err(RewriteError::Malformed)
+        );
+        assert_eq!(run(&p, small, 0), alone);
+        let large = format!(
+            "[{}]",
+            vec![r#"{"a": "4111111111111111 jane@y.example", "b": [1, 2]}"#; 2000].join(",")
+        );
+        let out = run(&p, &large, 0);
+        assert!(!out.contains("4111111111111111") && !out.contains("jane@"));
+        assert_eq!(run(&p, small, 0), alone);
+        assert_eq!(run(&p, small, 0), alone);
     }
 
     #[test]
