@@ -450,7 +450,10 @@ def verify(sc: Scenario, spec: dict, wl_name: str, token: str | None, status: in
     for needle in wl.get("expect_body_contains", []):
         if needle.encode() not in body:
             raise BenchError(f"{what}: response body lacks {needle!r}: {body[:300]!r}")
-    for needle in sc.spec.get("expect_body_not_contains", []):
+    absent = sc.spec.get("expect_body_not_contains", [])
+    if isinstance(absent, dict):
+        absent = absent.get(wl_name, [])
+    for needle in absent:
         if needle.encode() in body:
             raise BenchError(f"{what}: response body still contains {needle!r}")
     for k, v in sc.spec.get("expect_headers", {}).items():

@@ -59,6 +59,11 @@ fn config() -> Value {
                 {"pointer": "/customer/id", "action": "tokenise", "prefix": "cus_"},
                 {"pointer": "/accounts/*/card/pan", "action": "pan"}
              ]}},
+            {"id": "accounts-length", "match": {"methods": ["GET"], "path": "/v1/accounts-length"},
+             "auth": {"scopes": {"all": ["accounts:read"]}},
+             "response": {"rules": [
+                {"pointer": "/accounts/*/internal_ref", "action": "remove"}
+             ]}},
             {"id": "payment", "match": {"methods": ["GET"], "path": "/v1/payments/{id}"},
              "auth": {"scopes": {"all": ["accounts:read"]}}},
             {"id": "small", "match": {"methods": ["GET"], "prefix": "/v1/small/"},
@@ -92,6 +97,8 @@ fn fixtures() -> Vec<(&'static str, Fixture)> {
                 .header("cache-control", "public, max-age=600")
                 .chunked(97),
         ),
+        // The same document with content-length instead of chunks.
+        ("/v1/accounts-length", Fixture::json(ACCOUNTS)),
         ("/v1/payments/pay-981", Fixture::json(PAYMENT)),
         (
             "/v1/payments/charset",
@@ -233,6 +240,24 @@ fn field_rules_and_detectors_redact_a_chunked_accounts_response() {
         !line.contains("0012345678") && !line.contains("4111"),
         "{line}"
     );
+}
+
+#[test]
+fn content_length_describes_the_rewritten_body_whether_its_length_changed_or_not() {
+    let env = start();
+    let r = get(&env, "/v1/accounts-length", "accounts:read");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["accounts"][0].get("internal_ref").is_none());
+    assert_ne!(r.body.len(), ACCOUNTS.len());
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+    // Masking that keeps the length leaves the upstream's header as it was (finguard skips
+    // that host call): it still describes the body.
+    let r = get(&env, "/v1/small/ok", "accounts:read");
+    assert_eq!(r.text(), r#"{"pan": "411111******1111"}"#);
+    assert_eq!(r.header("content-length"), Some("27"));
 }
 
 #[test]

@@ -184,13 +184,15 @@ pub fn on_body(
         }
         BodyDecision::Replace(refusal) => return refuse(&refusal, record),
     };
-    // The headers are still held: the length must match what is sent.
-    if abi::set_header(
-        MapType::HttpResponseHeaders,
-        "content-length",
-        &length.to_string(),
-    )
-    .is_err()
+    // The headers are still held: the length must match what is sent. A rewrite that kept the
+    // length (masking only) leaves the upstream's framing as it was: one host call less.
+    if length != body_size
+        && abi::set_header(
+            MapType::HttpResponseHeaders,
+            "content-length",
+            &length.to_string(),
+        )
+        .is_err()
         && abi::remove_header(MapType::HttpResponseHeaders, "content-length").is_err()
     {
         return refuse(&on_response_refused(&plan), record);
