@@ -87,10 +87,11 @@ pub fn iban_valid(compact: &[u8]) -> bool {
 /// IBANs in `text`, compact (`DE89370400440532013000`) or in print form (`DE89 3704 ...`).
 pub fn find_ibans(text: &str, out: &mut Vec<(Range<usize>, Kind)>) {
     let bytes = text.as_bytes();
-    // The candidate's letters and digits, and the byte offset in `text` after each (on the stack:
-    // this runs for many strings of every response).
+    // The candidate's letters and digits, and the byte offset after each counted from the
+    // candidate's start (at most 34 characters and 33 single spaces: fits a byte). On the stack,
+    // and small: this runs for many strings of every response.
     let mut compact = [0u8; 34];
-    let mut ends = [0usize; 34];
+    let mut ends = [0u8; 34];
     let mut i = 0;
     while i + 4 <= bytes.len() {
         // Candidates start at a word start: the loop visits word starts only.
@@ -109,7 +110,7 @@ pub fn find_ibans(text: &str, out: &mut Vec<(Range<usize>, Kind)>) {
                 let b = bytes[j];
                 if b.is_ascii_alphanumeric() {
                     compact[len] = b;
-                    ends[len] = j + 1;
+                    ends[len] = (j + 1 - i) as u8;
                     len += 1;
                     j += 1;
                 } else if b == b' ' && bytes.get(j + 1).is_some_and(u8::is_ascii_alphanumeric) {
@@ -120,12 +121,12 @@ pub fn find_ibans(text: &str, out: &mut Vec<(Range<usize>, Kind)>) {
             }
             // The longest prefix ending at a boundary that passes the check.
             let found = (15..=len).rev().find(|&n| {
-                let end = ends[n - 1];
+                let end = i + usize::from(ends[n - 1]);
                 let at_boundary = bytes.get(end).is_none_or(|b| !b.is_ascii_alphanumeric());
                 at_boundary && iban_valid(&compact[..n])
             });
             if let Some(n) = found {
-                let end = ends[n - 1];
+                let end = i + usize::from(ends[n - 1]);
                 out.push((i..end, Kind::Iban));
                 i = end;
                 continue;
