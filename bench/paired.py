@@ -43,7 +43,9 @@ def main(argv: list[str]) -> int:
             if not diffs:
                 continue
             rounds = " ".join(f"{d:+.0f}" for d in diffs)
-            print(f"{a} - {b} ({w}): median {statistics.median(diffs):+.1f} µs over {len(diffs)} rounds "
+            # Two workloads of one scenario (R1P/get,R1P/get-plain) are named by workload.
+            label = f"{a} - {b} ({w})" if (wb or w) == w else f"{a}/{w} - {b}/{wb}"
+            print(f"{label}: median {statistics.median(diffs):+.1f} µs over {len(diffs)} rounds "
                   f"[{rounds}]; {a} median {statistics.median(first.values()):.1f} µs")
     return 0
 

@@ -4,13 +4,15 @@ Starts the helper upstream and the scenario's measured Envoy exactly as bench/ru
 the workload with wrk for --seconds while `perf record` samples the measured Envoy, and prints the
 top of `perf report` (Envoy's own frames are named; frames of V8's compiled Wasm are anonymous and
 show as one `[unknown]`/JIT bucket, which is what separates host cost from filter cost). Also
-prints finguard's own per-phase time (`finguard_filter_time_us`) from the admin endpoint.
+prints finguard's own per-phase time (`finguard_filter_time_us`) from the admin endpoint, and the
+CPU per request split into what ran outside Wasm, the Wasm code, and the host calls it made.
 
 Run: .venv/bin/python bench/profile.py V2 [--workload post] [--seconds 5]
 """
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -77,6 +79,7 @@ def main(argv: list[str]) -> int:
             if calls:
                 mean = sum((b["lower_bound"] + b["width"] / 2) * b["count"] for b in buckets) / calls
                 print(f"in filter, {h['name'].rsplit('.', 1)[-1]}: mean {mean:.1f} µs over {calls} calls")
+        print_split(data, r["requests"])
         report = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", "dso,sym",
                                  "--stdio", "-g", "none", "--percent-limit", "0.7"],
                                 capture_output=True, text=True)
@@ -85,6 +88,34 @@ def main(argv: list[str]) -> int:
     finally:
         bench.PROCS.stop_all()
     return 0
+
+
+def print_split(data: Path, requests: int) -> None:
+    """CPU per request by where it ran: Envoy's binary (V8 included), the kernel, the Wasm code
+    itself (`[JIT]`), and the host calls it made (samples below a `[JIT]` frame in Envoy's
+    code). µs of sampled time; `perf` itself inflates the total by 10-20 %, so compare two
+    profiles with each other, not with `run.py`'s figures."""
+    def by_dso(children: bool) -> tuple[int, dict[str, float]]:
+        out = subprocess.run(["perf", "report", "-i", str(data), "--children" if children else "--no-children",
+                              "--sort", "dso", "--stdio", "-g", "none"], capture_output=True, text=True).stdout
+        m = re.search(r"Event count \(approx.\): (\d+)", out)
+        shares: dict[str, float] = {}
+        for line in out.splitlines():
+            cols = re.match(r"\s+([\d.]+)%\s+(?:[\d.]+%\s+)?(\[JIT\]|\S+)", line)
+            if cols:
+                shares[cols.group(2)] = shares.get(cols.group(2), 0.0) + float(cols.group(1))
+        return (int(m.group(1)) if m else 0), shares
+    total, own = by_dso(False)
+    _, inclusive = by_dso(True)
+    if not total or not requests:
+        return
+    us = lambda share: share * total / 1e5 / requests  # noqa: E731 (ns * % -> µs per request)
+    wasm = own.get("[JIT]", 0.0)
+    wasm_incl = inclusive.get("[JIT]", wasm)
+    print(f"CPU per request (sampled, µs): total {total / 1e3 / requests:.1f} = outside Wasm "
+          f"{total / 1e3 / requests - us(wasm_incl):.1f} + Wasm code {us(wasm):.1f} + its host calls "
+          f"{us(wasm_incl - wasm):.1f}; by binary: envoy {us(own.get('envoy', 0.0)):.1f}, kernel "
+          f"{us(own.get('[kernel.kallsyms]', 0.0)):.1f}")
 
 
 if __name__ == "__main__":
