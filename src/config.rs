@@ -5,6 +5,7 @@
 //! matcher, algorithm lists). Every error names the path of the offending field, e.g.
 //! `providers[0].jwks.remote.cluster: must not be empty`. Nothing is re-parsed per request.
 
+use crate::ambiguity::ProtectedHeaders;
 use crate::audit::{AuditSettings, RawAudit};
 use crate::authn::apikey::{parse_sha256_hex, ApiKey, ApiKeys};
 use crate::authn::extract::TokenSource;
@@ -304,6 +305,9 @@ pub struct Config {
     /// Every header finguard sets upstream (claims, API-key identity): always removed from
     /// client requests.
     pub identity_headers: Vec<String>,
+    /// The identity headers, the API-key header and (when stripped) `Authorization`: removed
+    /// from client requests in every spelling a backend folds to them (`x_auth_subject`).
+    pub protected_headers: ProtectedHeaders,
     /// Incident lever: refuse everything but an allowlist (503).
     pub lockdown: Lockdown,
     /// Incident lever: credentials refused although they verify.
@@ -417,6 +421,17 @@ impl Config {
                 .chain(route_limits())
                 .any(|l| l.uses(KeyPart::Address));
         let has_rate_limits = !rate_limits.global.is_empty() || route_limits().next().is_some();
+        let protected_headers = ProtectedHeaders::new(
+            identity_headers
+                .iter()
+                .cloned()
+                .chain((!api_keys.keys.is_empty()).then(|| api_keys.header.clone()))
+                .chain(
+                    raw.token
+                        .strip_authorization
+                        .then(|| "authorization".into()),
+                ),
+        );
         Ok(Config {
             mode: raw.mode,
             realm: raw.realm,
@@ -434,6 +449,7 @@ impl Config {
             has_rate_limits,
             rate_limits,
             identity_headers: identity_headers.into_iter().collect(),
+            protected_headers,
             lockdown,
             revoked,
             audit,

@@ -112,6 +112,13 @@ pub enum Reason {
     Lockdown,
     /// The token, its subject or its client is on the revocation list.
     CredentialRevoked,
+    /// A method-override header or `_method` parameter on a route that does not allow overrides,
+    /// or overrides that disagree or name no method: the backend would execute another method
+    /// than the one finguard authorized.
+    MethodOverrideRefused,
+    /// Beside the credential finguard verified, the request carries another one (another
+    /// `Authorization` scheme, a cookie or query `access_token`, ...) that a backend could act on.
+    CredentialUnverified,
 }
 
 /// What the WWW-Authenticate challenge says, per RFC 6750 section 3.
@@ -130,7 +137,7 @@ pub enum Challenge {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 48] = [
+    pub const ALL: [Reason; 50] = [
         Reason::RouteNotFound,
         Reason::MethodNotAllowed,
         Reason::TokenMissing,
@@ -179,6 +186,8 @@ impl Reason {
         Reason::UpstreamFailure,
         Reason::Lockdown,
         Reason::CredentialRevoked,
+        Reason::MethodOverrideRefused,
+        Reason::CredentialUnverified,
     ];
 
     /// The stable slug: last segment of the problem `type`, the audit `reason` and the metric tag.
@@ -232,6 +241,8 @@ impl Reason {
             Reason::UpstreamFailure => "upstream-failure",
             Reason::Lockdown => "lockdown",
             Reason::CredentialRevoked => "credential-revoked",
+            Reason::MethodOverrideRefused => "method-override-refused",
+            Reason::CredentialUnverified => "credential-unverified",
         }
     }
 
@@ -250,7 +261,8 @@ impl Reason {
             | Reason::BodyForbidden
             | Reason::JsonLimitExceeded
             | Reason::ParameterInvalid
-            | Reason::InputSuspicious => 400,
+            | Reason::InputSuspicious
+            | Reason::MethodOverrideRefused => 400,
             // Well-formed JSON that breaks the contract: 422, so clients can tell it from 400.
             Reason::SchemaViolation => 422,
             Reason::ResponseUnredactable | Reason::UpstreamFailure => 502,
@@ -316,6 +328,10 @@ impl Reason {
             Reason::UpstreamFailure => "The service failed to process the request",
             Reason::Lockdown => "The API is temporarily unavailable",
             Reason::CredentialRevoked => "The credential has been revoked",
+            Reason::MethodOverrideRefused => "Method overrides are not accepted on this resource",
+            Reason::CredentialUnverified => {
+                "The request carries a credential this resource does not accept"
+            }
         }
     }
 
@@ -345,11 +361,14 @@ impl Reason {
             | Reason::InputSuspicious
             | Reason::ResponseUnredactable
             | Reason::UpstreamFailure
-            | Reason::Lockdown => Challenge::None,
+            | Reason::Lockdown
+            | Reason::MethodOverrideRefused => Challenge::None,
             Reason::ApiKeyInvalid | Reason::ApiKeyMissing => Challenge::ApiKey,
             Reason::StepUpRequired => Challenge::InsufficientUserAuthentication,
             Reason::TokenMissing => Challenge::Bare,
-            Reason::TokenMultiple | Reason::TokenInQuery => Challenge::InvalidRequest,
+            Reason::TokenMultiple | Reason::TokenInQuery | Reason::CredentialUnverified => {
+                Challenge::InvalidRequest
+            }
             Reason::ScopeInsufficient => Challenge::InsufficientScope,
             _ => Challenge::InvalidToken,
         }
@@ -548,6 +567,12 @@ pub struct PendingBody {
     /// clock again when the body completes. Otherwise the headers phase's time stands (one host
     /// call less per validated request).
     pub reads_clock: bool,
+    /// Path-bound parameters whose copies in the body must match, as (folded name, value): see
+    /// `authz::Copies`.
+    pub bound_params: Vec<(String, String)>,
+    /// Held only to look for a `_method` field in a form body: a route that does not judge its
+    /// body, and a `POST` whose body is a form (see `ambiguity::form_overrides_method`).
+    pub form_override_only: bool,
 }
 
 /// The authenticated caller, owned, for the body phase.

@@ -4,6 +4,7 @@
 //! only [`host`] talks to the proxy-wasm ABI. See DESIGN.md for the shape and README.md for the
 //! configuration reference.
 
+pub mod ambiguity;
 pub mod audit;
 pub mod authn;
 pub mod authz;
@@ -18,6 +19,7 @@ pub mod redaction;
 pub mod request;
 pub mod response;
 pub mod routes;
+pub mod spellings;
 pub mod swar;
 pub mod tape;
 pub mod validation;

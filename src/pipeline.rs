@@ -13,11 +13,12 @@
 //! Pure: the host adapter passes the request, the clock and the per-VM state in, and applies the
 //! [`Verdict`] that comes out.
 
+use crate::ambiguity::{self, CredentialPlaces, MethodOverride};
 use crate::authn::budget::VerificationBudget;
 use crate::authn::cache::TokenCache;
 use crate::authn::keys::ProviderKeys;
 use crate::authn::{extract, Authenticator, AuthnError, AuthnState};
-use crate::authz::{AuthPolicy, Principal};
+use crate::authz::{check_body_copies, AuthPolicy, Principal};
 use crate::config::{Config, Mode};
 use crate::decision::{Caller, Forward, PendingBody, Reason, Refusal, RefusalContext, Verdict};
 use crate::incident::CredentialIds;
@@ -126,27 +127,40 @@ pub fn on_request_headers(
     };
     let mut forward = Forward::default();
     // Client-supplied copies of the headers finguard vouches for are never forwarded, whatever
-    // the outcome below; neither is an API key (a secret the upstream has no use for).
-    for header in &config.identity_headers {
-        if request.has_header(header) {
-            forward.remove.push(header.clone());
+    // the outcome below, in any spelling a backend reads as them (`x_auth_subject`); neither
+    // is an API key (a secret the upstream has no use for).
+    for name in config.protected_headers.present_in(request) {
+        if !forward.remove.iter().any(|n| n == name) {
+            forward.remove.push(name.to_owned());
         }
-    }
-    if !config.api_keys.keys.is_empty() && request.has_header(&config.api_keys.header) {
-        forward.remove.push(config.api_keys.header.clone());
-    }
-    if config.strip_authorization && request.has_header("authorization") {
-        forward.remove.push("authorization".into());
     }
 
     let path = request.path();
     if let Err(reason) = routes::check_path(path) {
         return judge.refuse(reason, judge.mode(None, None), forward);
     }
+    // The method the backend will execute: an override, if the request carries one.
+    let (method, overridden) = match ambiguity::method_override(request) {
+        MethodOverride::None => (request.method(), false),
+        MethodOverride::To(method) => (method, true),
+        MethodOverride::Ambiguous => {
+            return judge.refuse(Reason::MethodOverrideRefused, Mode::Enforce, forward);
+        }
+    };
     let host = request.header(":authority").unwrap_or("");
-    let matched = match config.routes.lookup(host, request.method(), path) {
+    let matched = match config.routes.lookup(host, method, path) {
+        Ok(matched) if overridden && !overrides_allowed(matched.route, request) => {
+            let judge = Judge {
+                route_id: Some(&matched.route.id),
+                ..judge
+            };
+            return judge.refuse(Reason::MethodOverrideRefused, Mode::Enforce, forward);
+        }
         Ok(matched) => matched,
-        Err(_) if config.lockdown.refuses(request.method(), None) => {
+        Err(_) if overridden => {
+            return judge.refuse(Reason::MethodOverrideRefused, Mode::Enforce, forward);
+        }
+        Err(_) if config.lockdown.refuses(method, None) => {
             return refuse_lockdown(&judge, config, forward);
         }
         Err(no_route) => {
@@ -165,7 +179,7 @@ pub fn on_request_headers(
         route_id: Some(&route.id),
         ..judge
     };
-    if config.lockdown.refuses(request.method(), Some(&route.id)) {
+    if config.lockdown.refuses(method, Some(&route.id)) {
         return refuse_lockdown(&judge, config, forward);
     }
     forward.response = response::plan(route.response.as_ref(), request);
@@ -204,10 +218,12 @@ pub fn on_request_headers(
                 content_type: request.header("content-type").map(str::to_owned),
                 request_id: request.request_id().map(str::to_owned),
                 reads_clock: false,
+                bound_params: Vec::new(),
+                form_override_only: false,
             };
             return Verdict::ReadBody { forward, pending };
         }
-        return Verdict::Allow(forward);
+        return hold_forms(request, matched.index, None, forward);
     };
 
     // Locked-out addresses are refused before any credential is looked at.
@@ -260,6 +276,18 @@ pub fn on_request_headers(
         caller: Some(&caller),
         ..judge
     };
+    // The verified credential must be the only one: a backend may act on any other.
+    let places = CredentialPlaces {
+        sources: &config.token_sources,
+        api_key_header: policy.api_key.then_some(config.api_keys.header.as_str()),
+    };
+    if ambiguity::credential_carriers(&places, request) > 1 {
+        return judge.refuse(
+            Reason::CredentialUnverified,
+            judge.mode(Some(route), None),
+            forward,
+        );
+    }
     let Some((principal, provider)) = principal_of(config, &caller) else {
         return judge.refuse(
             Reason::ApiKeyInvalid,
@@ -276,7 +304,11 @@ pub fn on_request_headers(
         plan.grant(principal.scopes());
     }
     let mode = judge.mode(Some(route), provider);
-    if let Err(reason) = policy.check_headers(principal, |name| matched.params.get(name), now) {
+    let params = |name: &str| matched.params.get(name);
+    if let Err(reason) = policy
+        .check_headers(principal, params, now)
+        .and_then(|()| policy.check_query_copies(params, request.query()))
+    {
         return refuse_unauthorized(&judge, policy, reason, mode, forward);
     }
     let (forward, suspicious) =
@@ -290,7 +322,7 @@ pub fn on_request_headers(
         return verdict;
     };
     if forward.monitored.is_some() {
-        return Verdict::Allow(forward);
+        return hold_forms(request, matched.index, Some(caller), forward);
     }
     let in_flight: Vec<&ConcurrencyLimit> = route
         .concurrency
@@ -323,10 +355,37 @@ pub fn on_request_headers(
             content_type: request.header("content-type").map(str::to_owned),
             request_id: request.request_id().map(str::to_owned),
             reads_clock: policy.needs_body(),
+            bound_params: policy.bound_params(params),
+            form_override_only: false,
         };
         return Verdict::ReadBody { forward, pending };
     }
-    Verdict::Allow(forward)
+    hold_forms(request, matched.index, Some(caller), forward)
+}
+
+/// A `POST` whose body is a form, on a route that does not judge its body, is held all the
+/// same: Rack, Spring and Symfony take `_method` from a form body (see [`ambiguity`]). Routes
+/// that judge their body accept JSON only, so they refuse forms (415) anyway.
+fn hold_forms(
+    request: &RequestView,
+    route: usize,
+    caller: Option<Caller>,
+    forward: Forward,
+) -> Verdict {
+    let content_type = request.header("content-type");
+    if request.method() != "POST" || !ambiguity::is_form(content_type) {
+        return Verdict::Allow(forward);
+    }
+    let pending = PendingBody {
+        route,
+        principal: caller,
+        content_type: content_type.map(str::to_owned),
+        request_id: request.request_id().map(str::to_owned),
+        reads_clock: false,
+        bound_params: Vec::new(),
+        form_override_only: true,
+    };
+    Verdict::ReadBody { forward, pending }
 }
 
 /// Path, query and header parameters against the route's declarations (headers phase). `Ok`
@@ -371,6 +430,13 @@ fn principal_of<'c>(
             .get(*index)
             .map(|key| (Principal::ApiKey(key), None)),
     }
+}
+
+/// An override is authorized only on a route that allows it, and only on a POST: the one method
+/// every framework overrides (Rack, Symfony and Express ignore overrides on other methods, so
+/// the backend would execute another method than the one authorized).
+fn overrides_allowed(route: &RoutePolicy, request: &RequestView) -> bool {
+    route.allow_method_override && request.method() == "POST"
 }
 
 /// The lockdown lever: always enforced, with `Retry-After`.
@@ -574,6 +640,16 @@ pub fn on_request_body(config: &Config, pending: &PendingBody, body: &[u8], now:
         route_id: Some(&route.id),
         ..judge
     };
+    if pending.form_override_only {
+        if ambiguity::form_overrides_method(body) {
+            return judge.refuse(
+                Reason::MethodOverrideRefused,
+                Mode::Enforce,
+                Forward::default(),
+            );
+        }
+        return Verdict::Allow(Forward::default());
+    }
     let principal = match &pending.principal {
         None => None,
         Some(caller) => match principal_of(config, caller) {
@@ -605,8 +681,14 @@ pub fn on_request_body(config: &Config, pending: &PendingBody, body: &[u8], now:
     };
     if let (Some(policy), Some((principal, _))) = (&route.auth, principal) {
         // The body as a `Value` is built only for a route whose rules read it.
+        let raw: &[u8] = if body.is_empty() { b"null" } else { body };
+        if !pending.bound_params.is_empty() {
+            if let Err(reason) = check_body_copies(&pending.bound_params, &accepted.document(), raw)
+            {
+                return refuse_unauthorized(&judge, policy, reason, mode, forward);
+            }
+        }
         if policy.needs_body() {
-            let raw: &[u8] = if body.is_empty() { b"null" } else { body };
             if let Err(reason) = policy.check_body(principal, &accepted.document(), raw, now) {
                 return refuse_unauthorized(&judge, policy, reason, mode, forward);
             }

@@ -74,6 +74,11 @@ impl RequestView {
         self.headers.all(name)
     }
 
+    /// Every (name, value), in order, pseudo-headers included.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter()
+    }
+
     pub fn has_header(&self, name: &str) -> bool {
         self.headers.contains(name)
     }

@@ -42,6 +42,8 @@ pub struct RouteSpec {
     #[serde(default)]
     concurrency: Vec<RawConcurrency>,
     response: Option<RawResponse>,
+    #[serde(default)]
+    allow_method_override: bool,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +71,9 @@ pub struct RoutePolicy {
     pub concurrency: Vec<ConcurrencyLimit>,
     /// Response protection (the route's block merged with the global one), if any.
     pub response: Option<Rc<ResponsePolicy>>,
+    /// A POST may name another method in an override header or `_method` (see `ambiguity`): the
+    /// route is matched and authorized with that method. Off: any override is refused (400).
+    pub allow_method_override: bool,
 }
 
 #[derive(Debug, Default)]
@@ -249,6 +254,7 @@ impl RouteTable {
                 rate_limits,
                 concurrency: in_flight,
                 response,
+                allow_method_override: spec.allow_method_override,
             });
         }
         Ok(table)

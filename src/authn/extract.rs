@@ -5,6 +5,7 @@
 
 use crate::decision::Reason;
 use crate::request::RequestView;
+use crate::spellings::{param_key, query_pairs};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
@@ -22,7 +23,7 @@ pub enum TokenSource {
 }
 
 /// The query parameter RFC 6750 section 2.3 defines; refused when query tokens are not enabled.
-const RFC6750_QUERY_PARAMETER: &str = "access_token";
+pub const RFC6750_QUERY_PARAMETER: &str = "access_token";
 
 /// Finds the one token in the request. `Ok(None)`: no token at all.
 pub fn extract<'r>(
@@ -54,7 +55,7 @@ pub fn extract<'r>(
                 }
             }
             TokenSource::Query { name } => {
-                query_enabled |= name == RFC6750_QUERY_PARAMETER;
+                query_enabled |= param_key(name) == RFC6750_QUERY_PARAMETER;
                 for token in query_values(request.query(), name) {
                     take(token)?;
                 }
@@ -108,13 +109,12 @@ fn cookie_values<'h>(header: &'h str, name: &'h str) -> impl Iterator<Item = &'h
     })
 }
 
-/// Values of a query parameter. Tokens are base64url and dots, so no percent-decoding is
-/// needed to find them; an encoded token simply fails to parse later.
+/// Values of a query parameter, found by its name as PHP and Rack decode it (`access%5Ftoken` is
+/// `access_token` to them). Tokens are base64url and dots, so values need no decoding; an
+/// encoded token simply fails to parse later.
 fn query_values<'q>(query: Option<&'q str>, name: &'q str) -> impl Iterator<Item = &'q str> + 'q {
-    query.unwrap_or("").split('&').filter_map(move |pair| {
-        let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
-        (n == name).then_some(v)
-    })
+    let wanted = param_key(name);
+    query_pairs(query).filter_map(move |(n, v)| (param_key(n) == wanted).then_some(v))
 }
 
 #[cfg(test)]
@@ -192,6 +192,22 @@ mod tests {
         assert_eq!(extract(&sources, &request), Ok(Some("t")));
         let harmless = RequestView::new(vec![(":path".into(), "/x?not_access_token=t".into())]);
         assert_eq!(extract(&bearer(), &harmless), Ok(None));
+        // Names as PHP and Rack decode them.
+        for spelling in [
+            "access%5Ftoken",
+            "%61ccess_token",
+            "access.token",
+            "access_token[]",
+        ] {
+            let path = format!("/x?{spelling}=t");
+            let request = RequestView::new(vec![(":path".into(), path)]);
+            assert_eq!(
+                extract(&bearer(), &request),
+                Err(Reason::TokenInQuery),
+                "{spelling}"
+            );
+            assert_eq!(extract(&sources, &request), Ok(Some("t")), "{spelling}");
+        }
     }
 
     #[test]

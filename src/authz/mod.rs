@@ -19,6 +19,7 @@ use crate::authn::verify::VerifiedToken;
 use crate::config::ConfigError;
 use crate::decision::Reason;
 use crate::json;
+use crate::spellings::{decode_component, param_key, query_pairs};
 use decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
@@ -82,6 +83,22 @@ struct RawOwnerRule {
     param: Option<String>,
     body: Option<String>,
     claim: String,
+    #[serde(default)]
+    copies: Copies,
+}
+
+/// What a path-bound rule asks of other copies of its parameter: a query parameter named like it
+/// (`?customer_id=`, in any spelling PHP or Rack decodes to it) and, where the body is judged, a
+/// top-level JSON member named like it (case-folded). Laravel's `input()`, PHP's `$_REQUEST` and
+/// Rails' `params` read such a copy instead of the path.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Copies {
+    /// Every copy must carry the path's value, else 403 as for the path itself.
+    #[default]
+    MustMatch,
+    /// Copies are not looked at (the backend reads the id from the path only).
+    Ignore,
 }
 
 #[derive(Deserialize)]
@@ -160,6 +177,7 @@ enum OwnerSource {
 struct OwnerRule {
     source: OwnerSource,
     claim: String,
+    copies: Copies,
 }
 
 #[derive(Debug)]
@@ -279,6 +297,7 @@ impl AuthPolicy {
             owner.push(OwnerRule {
                 source,
                 claim: claim_pointer(&rule.claim),
+                copies: rule.copies,
             });
         }
 
@@ -416,6 +435,44 @@ impl AuthPolicy {
         }
     }
 
+    /// Copies of path-bound parameters in the query: each must carry the path's value (see
+    /// [`Copies`]). Values are compared after percent-decoding, as the backend reads them.
+    pub fn check_query_copies<'p>(
+        &self,
+        params: impl Fn(&str) -> Option<&'p str>,
+        query: Option<&str>,
+    ) -> Result<(), Reason> {
+        if query.is_none() {
+            return Ok(());
+        }
+        for (name, path_value) in self.bound_params(params) {
+            let differs = query_pairs(query)
+                .filter(|(n, _)| param_key(n) == name)
+                .any(|(_, v)| decode_component(v) != path_value.as_str());
+            if differs {
+                return Err(Reason::ObjectAccessDenied);
+            }
+        }
+        Ok(())
+    }
+
+    /// The path-bound parameters whose copies must match, as (folded name, decoded path value),
+    /// kept for the body phase. A parameter whose value cannot be decoded was already refused.
+    pub fn bound_params<'p>(
+        &self,
+        params: impl Fn(&str) -> Option<&'p str>,
+    ) -> Vec<(String, String)> {
+        self.owner
+            .iter()
+            .filter(|rule| rule.copies == Copies::MustMatch)
+            .filter_map(|rule| match &rule.source {
+                OwnerSource::Param(name) => Some((param_key(name), params(name)?)),
+                OwnerSource::Body(_) => None,
+            })
+            .filter_map(|(name, raw)| Some((name, percent_decode(raw)?)))
+            .collect()
+    }
+
     /// Body-phase rules: body-bound objects and amount-conditional step-up. `body` is strict JSON
     /// already parsed by the caller; `raw` is its text (for exact amounts).
     pub fn check_body(
@@ -430,9 +487,7 @@ impl AuthPolicy {
         };
         for rule in &self.owner {
             if let OwnerSource::Body(pointer) = &rule.source {
-                let bound = body
-                    .pointer(pointer)
-                    .and_then(scalar_text)
+                let bound = body_id(body, raw, pointer)
                     .is_some_and(|value| claim_binds(token.claims.pointer(&rule.claim), &value));
                 if !bound {
                     return Err(Reason::ObjectAccessDenied);
@@ -500,13 +555,57 @@ fn contains(claim: &Value, expected: &Value) -> bool {
     }
 }
 
-/// Strings as they are, numbers as their JSON text; anything else cannot identify an object.
+/// Strings as they are, integers as their decimal text; anything else cannot identify an
+/// object. A number `serde_json` holds as a float (a fraction, an exponent, or an integer beyond
+/// 64 bits) was rounded, so it identifies nothing: `123456789012345678901` and
+/// `123456789012345678999` are the same float.
 fn scalar_text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// The id at `pointer` in the body: a string as it is, a number as the exact text the client
+/// sent (never rounded through a float); anything else identifies nothing.
+fn body_id(body: &Value, raw: &[u8], pointer: &str) -> Option<String> {
+    match body.pointer(pointer)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) => json::raw_at_pointer(raw, pointer),
+        _ => None,
+    }
+}
+
+/// Copies of path-bound parameters among the body's top-level members (names case-folded, as
+/// Go's `encoding/json` and Jackson's case-insensitive mode bind them): each must carry the
+/// path's value (`bound` from [`AuthPolicy::bound_params`]), numbers compared as the exact text sent.
+pub fn check_body_copies(
+    bound: &[(String, String)],
+    body: &Value,
+    raw: &[u8],
+) -> Result<(), Reason> {
+    let Value::Object(members) = body else {
+        return Ok(());
+    };
+    for (member, value) in members {
+        let folded = member.to_lowercase();
+        for (name, path_value) in bound {
+            if folded != *name {
+                continue;
+            }
+            let pointer = format!("/{}", member.replace('~', "~0").replace('/', "~1"));
+            let copy = match value {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(_) => json::raw_at_pointer(raw, &pointer),
+                _ => None,
+            };
+            if copy.as_deref() != Some(path_value.as_str()) {
+                return Err(Reason::ObjectAccessDenied);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `value` is the claim or one of its members.

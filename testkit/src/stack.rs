@@ -41,6 +41,34 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// Like [`Stack::start`], with `envoy/envoy.yaml` edited by `edit` first: to show what
+    /// finguard itself does where a deployment leaves an Envoy setting of ours at its default.
+    /// Panics if `edit` changed nothing (the setting it targets moved).
+    pub fn start_with_envoy_yaml(config: &Value, edit: impl Fn(&str) -> String) -> Stack {
+        let original = std::fs::read_to_string(crate::workspace_root().join("envoy/envoy.yaml"))
+            .expect("reading envoy/envoy.yaml");
+        let edited = edit(&original);
+        assert_ne!(edited, original, "the envoy.yaml edit changed nothing");
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let template = dir.path().join("envoy.yaml");
+        std::fs::write(&template, edited).expect("writing the edited envoy.yaml");
+        let jwks = JwksServer::start(&fixtures::jwks()).expect("starting the JWKS server");
+        let upstream = Upstream::start().expect("starting the upstream");
+        let envoy = Envoy::builder(config)
+            .upstream(upstream.addr())
+            .jwks(jwks.addr())
+            .template(&template)
+            .start()
+            .unwrap_or_else(|err| panic!("starting Envoy: {err:#}"));
+        Stack {
+            envoy,
+            upstream,
+            jwks,
+        }
+    }
+}
+
 /// Calls `probe` every 100 ms until it returns `Some`, for at most `timeout`.
 pub fn eventually<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = std::time::Instant::now() + timeout;
