@@ -184,10 +184,19 @@ pub fn on_request_headers(
     }
     forward.response = response::plan(route.response.as_ref(), request);
     if forward.response.as_ref().is_some_and(|p| p.rewrites_body()) {
-        // A compressed response could not be rewritten (it would be refused): ask for none.
+        // Ask for what can be redacted: a compressed response could not be rewritten, a
+        // part of a document escapes pointer rules, and a format finguard cannot parse would
+        // be refused.
         forward
             .set
             .push(("accept-encoding".into(), "identity".into()));
+        let accept = response::redactable_accept(request.header("accept"));
+        forward.set.push(("accept".into(), accept));
+        for name in ["range", "if-range"] {
+            if request.has_header(name) {
+                forward.remove.push(name.into());
+            }
+        }
     }
     let limiting = &config.rate_limits;
     let address = request.client_address(limiting.trusted_forwarded_hops);

@@ -12,7 +12,6 @@
 //! ([`on_response_refused`]): never passed through unredacted.
 
 use crate::decision::{Reason, Refusal, RefusalContext};
-use crate::pipeline::is_json_media_type;
 use crate::redaction::rewrite::rewrite_counted;
 use crate::redaction::ResponsePolicy;
 use crate::request::RequestView;
@@ -73,6 +72,8 @@ pub struct ResponseHead<'a> {
     pub status: u32,
     pub content_type: Option<&'a str>,
     pub content_encoding: Option<&'a str>,
+    /// A part of the document only (`206`, or a `Content-Range` on another status).
+    pub content_range: Option<&'a str>,
     pub retry_after: Option<&'a str>,
     /// The response has no body (headers ended the stream).
     pub end_of_stream: bool,
@@ -82,8 +83,8 @@ pub struct ResponseHead<'a> {
 pub enum Handling {
     /// Continue with the header changes.
     Pass,
-    /// Hold the headers and buffer the body for [`on_response_body`].
-    Buffer,
+    /// Hold the headers and buffer the body, in this format, for [`on_response_body`].
+    Buffer(BodyFormat),
     /// Answer with this instead of the upstream's response.
     Replace(Refusal),
 }
@@ -120,22 +121,30 @@ pub fn on_response_headers<'p>(
         Handling::Replace(upstream_failure(plan, head))
     } else if no_body {
         Handling::Pass
-    } else if head.content_type.is_some_and(is_json_media_type) {
-        if !policy.rewrites_body() {
-            Handling::Pass
-        } else if head
-            .content_encoding
-            .is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity") && !e.trim().is_empty())
-        {
-            // A compressed body cannot be rewritten; it is never passed unredacted.
-            Handling::Replace(on_response_refused(plan))
-        } else {
-            Handling::Buffer
+    } else if !policy.rewrites_body() {
+        match body_format(head.content_type) {
+            BodyFormat::Unreadable if policy.refuse_non_json => {
+                Handling::Replace(on_response_refused(plan))
+            }
+            _ => Handling::Pass,
         }
-    } else if policy.refuse_non_json {
+    } else if head.status == 206 || head.content_range.is_some() {
+        // A part of a document: a range can cut a value out of its member, where no pointer
+        // rule reaches it. The request's `Range` was removed; an upstream ignoring that fails closed.
         Handling::Replace(on_response_refused(plan))
     } else {
-        Handling::Pass
+        match body_format(head.content_type) {
+            BodyFormat::Unreadable if !policy.refuse_non_json => Handling::Pass,
+            BodyFormat::Unreadable => Handling::Replace(on_response_refused(plan)),
+            _ if head.content_encoding.is_some_and(|e| {
+                !e.trim().eq_ignore_ascii_case("identity") && !e.trim().is_empty()
+            }) =>
+            {
+                // A compressed body cannot be rewritten; it is never passed unredacted.
+                Handling::Replace(on_response_refused(plan))
+            }
+            format => Handling::Buffer(format),
+        }
     };
     HeadersDecision {
         remove: &policy.headers.remove,
@@ -152,19 +161,179 @@ pub enum BodyDecision {
     Replace(Refusal),
 }
 
-/// Judges a complete buffered JSON body.
-pub fn on_response_body(plan: &ResponsePlan, body: &[u8]) -> BodyDecision {
+/// How a response body is read for redaction, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// One JSON document: `application/json`, `text/json`, `application/x-json`, `*/*+json`.
+    Json,
+    /// One JSON text per line: NDJSON / JSON Lines (`application/x-ndjson`, `application/jsonl`, ...).
+    Lines,
+    /// RFC 7464 JSON text sequences: each record starts with RS (0x1E); `application/json-seq`.
+    Sequence,
+    /// Anything else, a missing type, or a value that is not exactly one media type.
+    Unreadable,
+}
+
+/// The format of a response body. The `Content-Type` must be exactly one media type
+/// (RFC 9110: `type/subtype` tokens, then `;` parameters): Envoy joins repeated headers with
+/// `,`, and a value such as `application/json, charset=utf-8` is no media type at all, so what
+/// the client's parser does with it is unknown.
+pub fn body_format(content_type: Option<&str>) -> BodyFormat {
+    let Some(essence) = content_type.and_then(media_type_essence) else {
+        return BodyFormat::Unreadable;
+    };
+    match essence.as_str() {
+        "application/json" | "text/json" | "application/x-json" | "text/x-json" => BodyFormat::Json,
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonl"
+        | "application/jsonlines"
+        | "application/x-jsonlines"
+        | "application/json-lines" => BodyFormat::Lines,
+        "application/json-seq" => BodyFormat::Sequence,
+        other if other.ends_with("+json") => BodyFormat::Json,
+        other if other.ends_with("+json-seq") => BodyFormat::Sequence,
+        _ => BodyFormat::Unreadable,
+    }
+}
+
+/// The `Accept` a redacting route forwards: the media ranges of the client's `Accept` finguard
+/// can redact, or `application/json`. `*/*` and `application/*` become `application/json`, so
+/// content negotiation (`text/csv`, `text/html`) cannot pick a format that would be refused.
+pub fn redactable_accept(accept: Option<&str>) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    for range in accept.unwrap_or("").split(',').map(str::trim) {
+        let essence = media_type_essence(range);
+        let readable = essence.as_deref().is_some_and(|e| {
+            !e.starts_with("*/") && body_format(Some(e)) != BodyFormat::Unreadable
+        });
+        if readable && !kept.contains(&range) {
+            kept.push(range);
+        }
+    }
+    if kept.is_empty() {
+        "application/json".to_owned()
+    } else {
+        kept.join(", ")
+    }
+}
+
+/// The lowercase `type/subtype` of a strict media type (RFC 9110 section 8.3.1), `None` for
+/// anything else. Parameters must be `token=token` or `token="quoted"`.
+fn media_type_essence(value: &str) -> Option<String> {
+    fn is_token(text: &str) -> bool {
+        !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    }
+    let (essence, mut rest) = match value.find(';') {
+        Some(at) => (&value[..at], &value[at..]),
+        None => (value, ""),
+    };
+    let (kind, subtype) = essence.trim_matches([' ', '\t']).split_once('/')?;
+    if !is_token(kind) || !is_token(subtype) {
+        return None;
+    }
+    while let Some(after) = rest.strip_prefix(';') {
+        let after = after.trim_start_matches([' ', '\t']);
+        if after.is_empty() {
+            break; // a trailing `;` is tolerated (RFC 9110 allows empty parameters)
+        }
+        let (name, value) = after.split_once('=')?;
+        if !is_token(name) {
+            return None;
+        }
+        rest = if let Some(quoted) = value.strip_prefix('"') {
+            // A quoted string: `\` escapes the next character.
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in quoted.char_indices() {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => {
+                        end = Some(i);
+                        break;
+                    }
+                    (false, c) if c.is_control() && c != '\t' => return None,
+                    _ => {}
+                }
+            }
+            quoted.get(end? + 1..)?.trim_start_matches([' ', '\t'])
+        } else {
+            let at = value.find(';').unwrap_or(value.len());
+            if !is_token(value[..at].trim_end_matches([' ', '\t'])) {
+                return None;
+            }
+            &value[at..]
+        };
+        if !rest.is_empty() && !rest.starts_with(';') {
+            return None;
+        }
+    }
+    Some(format!("{kind}/{subtype}").to_ascii_lowercase())
+}
+
+/// Judges a complete buffered body of the format the headers phase found.
+pub fn on_response_body(plan: &ResponsePlan, format: BodyFormat, body: &[u8]) -> BodyDecision {
     if body.len() > plan.policy.max_body_bytes {
         return BodyDecision::Replace(on_response_refused(plan));
     }
     if body.iter().all(u8::is_ascii_whitespace) {
         return BodyDecision::Unchanged;
     }
-    match rewrite_counted(body, &plan.policy, plan.unmasked) {
+    let rewritten = match format {
+        BodyFormat::Json => rewrite_counted(body, &plan.policy, plan.unmasked).map_err(|_| ()),
+        BodyFormat::Lines => rewrite_records(body, b'\n', plan),
+        BodyFormat::Sequence => rewrite_records(body, 0x1e, plan),
+        BodyFormat::Unreadable => Err(()),
+    };
+    match rewritten {
         Ok(None) => BodyDecision::Unchanged,
         Ok(Some((body, fields))) => BodyDecision::Rewritten(body, fields),
-        Err(_) => BodyDecision::Replace(on_response_refused(plan)),
+        Err(()) => BodyDecision::Replace(on_response_refused(plan)),
     }
+}
+
+/// Rewrites each record of a body split at `separator` (kept in place, as is the whitespace
+/// around each record); a record that is not JSON fails the whole body.
+fn rewrite_records(
+    body: &[u8],
+    separator: u8,
+    plan: &ResponsePlan,
+) -> Result<Option<(Vec<u8>, usize)>, ()> {
+    let mut out: Vec<u8> = Vec::with_capacity(body.len());
+    let mut fields = 0;
+    let mut changed = false;
+    for (i, record) in body.split(|&b| b == separator).enumerate() {
+        if i > 0 {
+            out.push(separator);
+        }
+        let start = record
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(record.len());
+        let end = record
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .map_or(start, |at| at + 1);
+        let (lead, core, trail) = (&record[..start], &record[start..end], &record[end..]);
+        out.extend_from_slice(lead);
+        if !core.is_empty() {
+            match rewrite_counted(core, &plan.policy, plan.unmasked).map_err(|_| ())? {
+                None => out.extend_from_slice(core),
+                Some((new, count)) => {
+                    out.extend_from_slice(&new);
+                    fields += count;
+                    changed = true;
+                }
+            }
+        }
+        out.extend_from_slice(trail);
+    }
+    Ok(changed.then_some((out, fields)))
 }
 
 /// A response that must be redacted and cannot be (compressed, over the limit, not JSON, ended
@@ -244,7 +413,7 @@ mod tests {
         let p = plan_for(json!({"detect": ["pan"]}), "GET");
         assert_eq!(
             on_response_headers(&p, &json_head(200)).handling,
-            Handling::Buffer
+            Handling::Buffer(BodyFormat::Json)
         );
         let gzip = ResponseHead {
             content_encoding: Some("gzip"),
@@ -265,7 +434,7 @@ mod tests {
         assert_eq!((r.reason, r.status), (Reason::UpstreamFailure, 503));
         assert!(r.body.contains("req-42") && r.body.contains("\"status\":503"));
         assert!(r.headers.contains(&("retry-after", "7".to_string())));
-        // Bodiless responses and non-JSON pass.
+        // Bodiless responses pass.
         for head in [
             json_head(204),
             json_head(304),
@@ -273,12 +442,36 @@ mod tests {
                 end_of_stream: true,
                 ..json_head(200)
             },
+        ] {
+            assert_eq!(on_response_headers(&p, &head).handling, Handling::Pass);
+        }
+        // What cannot be read cannot be redacted: refused by default on a redacting route,
+        // passed only where the route opts out.
+        let opted_out = plan_for(json!({"detect": ["pan"], "non_json": "pass"}), "GET");
+        let csv = ResponseHead {
+            content_type: Some("text/csv"),
+            ..json_head(200)
+        };
+        assert!(matches!(
+            on_response_headers(&p, &csv).handling,
+            Handling::Replace(_)
+        ));
+        assert_eq!(
+            on_response_headers(&opted_out, &csv).handling,
+            Handling::Pass
+        );
+        // Partial content never passes a redacting route.
+        for partial in [
+            json_head(206),
             ResponseHead {
-                content_type: Some("text/csv"),
+                content_range: Some("bytes 0-9/100"),
                 ..json_head(200)
             },
         ] {
-            assert_eq!(on_response_headers(&p, &head).handling, Handling::Pass);
+            assert!(matches!(
+                on_response_headers(&p, &partial).handling,
+                Handling::Replace(_)
+            ));
         }
         let head_request = plan_for(json!({"detect": ["pan"]}), "HEAD");
         assert_eq!(
@@ -286,34 +479,139 @@ mod tests {
             Handling::Pass
         );
         let refusing = plan_for(json!({"detect": ["pan"], "non_json": "refuse"}), "GET");
-        let csv = ResponseHead {
-            content_type: Some("text/csv"),
-            ..json_head(200)
-        };
         assert!(matches!(
             on_response_headers(&refusing, &csv).handling,
             Handling::Replace(_)
         ));
+        // A route that only scrubs headers passes non-JSON unless told to refuse it.
+        let headers_only = plan_for(json!({"headers": {"remove": ["x-backend"]}}), "GET");
+        assert_eq!(
+            on_response_headers(&headers_only, &csv).handling,
+            Handling::Pass
+        );
     }
 
     #[test]
     fn bodies_are_rewritten_or_refused() {
         let p = plan_for(json!({"detect": ["pan"], "max_body_bytes": 64}), "GET");
-        assert_eq!(on_response_body(&p, b""), BodyDecision::Unchanged);
         assert_eq!(
-            on_response_body(&p, br#"{"a": 1}"#),
+            on_response_body(&p, BodyFormat::Json, b""),
             BodyDecision::Unchanged
         );
         assert_eq!(
-            on_response_body(&p, br#"{"pan": "4111111111111111"}"#),
+            on_response_body(&p, BodyFormat::Json, br#"{"a": 1}"#),
+            BodyDecision::Unchanged
+        );
+        assert_eq!(
+            on_response_body(&p, BodyFormat::Json, br#"{"pan": "4111111111111111"}"#),
             BodyDecision::Rewritten(br#"{"pan": "411111******1111"}"#.to_vec(), 1)
         );
         assert!(matches!(
-            on_response_body(&p, b"{oops"),
+            on_response_body(&p, BodyFormat::Json, b"{oops"),
             BodyDecision::Replace(_)
         ));
         assert!(matches!(
-            on_response_body(&p, &[b' '; 65]),
+            on_response_body(&p, BodyFormat::Json, &[b' '; 65]),
+            BodyDecision::Replace(_)
+        ));
+    }
+
+    #[test]
+    fn formats_from_strict_media_types() {
+        for (value, format) in [
+            ("application/json", BodyFormat::Json),
+            ("Application/JSON; charset=UTF-8", BodyFormat::Json),
+            ("application/json;charset=\"utf-8\"", BodyFormat::Json),
+            ("application/json;", BodyFormat::Json),
+            ("text/json", BodyFormat::Json),
+            ("application/x-json", BodyFormat::Json),
+            ("application/problem+json", BodyFormat::Json),
+            ("application/vnd.api+json; version=2", BodyFormat::Json),
+            ("application/x-ndjson", BodyFormat::Lines),
+            ("application/jsonl", BodyFormat::Lines),
+            ("application/json-seq", BodyFormat::Sequence),
+            ("application/geo+json-seq", BodyFormat::Sequence),
+        ] {
+            assert_eq!(body_format(Some(value)), format, "{value}");
+        }
+        for value in [
+            "application/json, charset=utf-8",
+            "application/json,text/html",
+            "application/x-www-form-urlencoded, a/b+json",
+            "application/json; charset",
+            "application/json; charset=\"utf-8",
+            "application /json",
+            "application/",
+            "/json",
+            "json",
+            "",
+            "text/plain",
+            "text/csv",
+            "text/html; charset=utf-8",
+            "application/javascript",
+            "application/octet-stream",
+            "application/json+x",
+            "application/jsonx",
+            "application/json\u{0}",
+        ] {
+            assert_eq!(
+                body_format(Some(value)),
+                BodyFormat::Unreadable,
+                "{value:?}"
+            );
+        }
+        assert_eq!(body_format(None), BodyFormat::Unreadable);
+    }
+
+    #[test]
+    fn accept_is_pinned_to_what_can_be_redacted() {
+        for (asked, pinned) in [
+            (None, "application/json"),
+            (Some("*/*"), "application/json"),
+            (Some("text/csv"), "application/json"),
+            (
+                Some("text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"),
+                "application/json",
+            ),
+            (Some("application/json"), "application/json"),
+            (
+                Some("application/problem+json, text/csv"),
+                "application/problem+json",
+            ),
+            (
+                Some("application/x-ndjson; q=1, text/plain"),
+                "application/x-ndjson; q=1",
+            ),
+            (Some("application/json, charset=utf-8"), "application/json"),
+        ] {
+            assert_eq!(redactable_accept(asked), pinned, "{asked:?}");
+        }
+    }
+
+    #[test]
+    fn records_are_redacted_one_by_one() {
+        let p = plan_for(json!({"detect": ["pan"]}), "GET");
+        let lines = b"{\"pan\": \"4111111111111111\"}\n{\"a\": 1}\r\n\n[\"4111111111111111\"]\n";
+        let BodyDecision::Rewritten(out, 2) = on_response_body(&p, BodyFormat::Lines, lines) else {
+            panic!("not rewritten")
+        };
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("4111111111111111"), "{out}");
+        assert_eq!(out.matches('\n').count(), 4, "{out}");
+        let seq = b"\x1e{\"pan\": \"4111111111111111\"}\n\x1e{\"a\": 1}\n";
+        let BodyDecision::Rewritten(out, 1) = on_response_body(&p, BodyFormat::Sequence, seq)
+        else {
+            panic!("not rewritten")
+        };
+        assert!(out.starts_with(b"\x1e") && !String::from_utf8_lossy(&out).contains("41111111"));
+        for bad in [&b"{\"a\": 1}\n{oops\n"[..], b"4111111111111111 x\n"] {
+            assert!(matches!(
+                on_response_body(&p, BodyFormat::Lines, bad),
+                BodyDecision::Replace(_)
+            ));
+        }
+        assert!(matches!(
+            on_response_body(&p, BodyFormat::Unreadable, b"pan,4111111111111111"),
             BodyDecision::Replace(_)
         ));
     }

@@ -71,7 +71,7 @@ fn config() -> Value {
              "response": {"max_body_bytes": 4096}},
             {"id": "raw-errors", "match": {"methods": ["GET"], "path": "/v1/debug/fail"},
              "auth": {"scopes": {"all": ["accounts:read"]}},
-             "response": {"upstream_errors": "pass"}},
+             "response": {"upstream_errors": "pass", "non_json": "pass"}},
             {"id": "other", "match": {"prefix": "/v1/"},
              "auth": {"scopes": {"all": ["accounts:read"]}}},
             {"id": "rates", "match": {"methods": ["GET"], "path": "/public/rates"}, "public": true}
@@ -391,7 +391,7 @@ fn compressed_oversized_and_malformed_bodies_fail_closed() {
 }
 
 #[test]
-fn bodiless_and_non_json_responses_pass_untouched() {
+fn bodiless_responses_pass_untouched_and_non_json_is_refused() {
     let env = start();
     let r = env
         .envoy
@@ -410,10 +410,11 @@ fn bodiless_and_non_json_responses_pass_untouched() {
         assert_eq!(r.status, status, "{path}");
         assert!(r.body.is_empty(), "{path}: {r:?}");
     }
-    // Not JSON: no rule says otherwise, so the body passes as sent.
+    // Not JSON on a route that redacts: what finguard cannot read cannot be redacted, so it
+    // does not leave (issue 21; this answer was 200 with the PAN in clear before).
     let r = get(&env, "/v1/report.csv", "accounts:read");
-    assert_eq!(r.status, 200);
-    assert_eq!(r.text(), "id,pan\n1,4111111111111111\n");
+    assert_problem(&r, 502, "response-unredactable");
+    assert!(!r.text().contains("4111111111111111"));
     // Refusals are finguard's own responses, not rewritten.
     let r = env.envoy.get("/v1/accounts").send();
     assert_problem(&r, 401, "token-missing");

@@ -14,7 +14,7 @@ use super::log;
 use super::telemetry::{self, SharedRecord};
 use crate::decision::{Forward, Refusal};
 use crate::response::{
-    on_response_body, on_response_headers, on_response_refused, BodyDecision, Handling,
+    on_response_body, on_response_headers, on_response_refused, BodyDecision, BodyFormat, Handling,
     ResponseHead, ResponsePlan,
 };
 use proxy_wasm::types::{Action, LogLevel, MapType};
@@ -26,7 +26,7 @@ pub enum Held {
     #[default]
     Nothing,
     /// Headers held, body buffering.
-    Buffering(ResponsePlan),
+    Buffering(ResponsePlan, BodyFormat),
     /// Answered locally: nothing of the upstream's response may continue.
     Replaced,
 }
@@ -78,7 +78,7 @@ pub fn on_headers(
     record: &SharedRecord,
 ) -> Action {
     let action = headers_phase(vm, context_id, end_of_stream, held, record);
-    if action == Action::Pause && !matches!(held, Held::Buffering(_)) {
+    if action == Action::Pause && !matches!(held, Held::Buffering(..)) {
         *held = Held::Replaced;
     }
     action
@@ -105,10 +105,14 @@ fn headers_phase(
         return refuse(&on_response_refused(&plan), record);
     };
     let value = |name: &str| pairs.get(name);
+    // Two Content-Type headers are no media type: joined, they fail the strict parse.
+    let content_types: Vec<&str> = pairs.all("content-type").collect();
+    let joined_types = (content_types.len() > 1).then(|| content_types.join(", "));
     let head = ResponseHead {
         status: value(":status").and_then(|s| s.parse().ok()).unwrap_or(0),
-        content_type: value("content-type"),
+        content_type: joined_types.as_deref().or(value("content-type")),
         content_encoding: value("content-encoding"),
+        content_range: value("content-range"),
         retry_after: value("retry-after"),
         end_of_stream,
     };
@@ -136,8 +140,8 @@ fn headers_phase(
     if !changed {
         return refuse(&on_response_refused(&plan), record);
     }
-    if decision.handling == Handling::Buffer {
-        *held = Held::Buffering(plan);
+    if let Handling::Buffer(format) = decision.handling {
+        *held = Held::Buffering(plan, format);
         return Action::Pause;
     }
     Action::Continue
@@ -153,7 +157,7 @@ pub fn on_body(
     let plan = match held {
         Held::Nothing => return Action::Continue,
         Held::Replaced => return Action::Pause,
-        Held::Buffering(plan) => plan,
+        Held::Buffering(plan, _) => plan,
     };
     if body_size > plan.policy.max_body_bytes {
         let refusal = on_response_refused(plan);
@@ -163,13 +167,13 @@ pub fn on_body(
     if !end_of_stream {
         return Action::Pause;
     }
-    let Held::Buffering(plan) = std::mem::replace(held, Held::Replaced) else {
+    let Held::Buffering(plan, format) = std::mem::replace(held, Held::Replaced) else {
         return Action::Pause;
     };
     let Ok(body) = abi::response_body(body_size) else {
         return refuse(&on_response_refused(&plan), record);
     };
-    let length = match on_response_body(&plan, &body) {
+    let length = match on_response_body(&plan, format, &body) {
         // Nothing redacted: the upstream's body and length stand (one host call less).
         BodyDecision::Unchanged => {
             *held = Held::Nothing;
@@ -205,7 +209,7 @@ pub fn on_body(
 /// unredacted (its final body callback does not come in every case).
 pub fn on_trailers(held: &mut Held, record: &SharedRecord) -> Action {
     match std::mem::take(held) {
-        Held::Buffering(plan) => {
+        Held::Buffering(plan, _) => {
             *held = Held::Replaced;
             refuse(&on_response_refused(&plan), record)
         }

@@ -66,9 +66,11 @@ enum UpstreamErrors {
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 enum NonJson {
-    /// Responses that are not JSON pass unchanged (headers are still scrubbed).
+    /// Responses that are not JSON pass unchanged (headers are still scrubbed): on a route
+    /// that redacts bodies, an explicit opt-out that lets unredacted data leave.
     Pass,
-    /// Responses with a body that is not JSON are refused (502 response-unredactable).
+    /// Responses with a body that is not JSON are refused (502 response-unredactable): the
+    /// default on routes that redact bodies.
     Refuse,
 }
 
@@ -552,6 +554,7 @@ fn merge(
     for d in detectors.iter_mut().flatten() {
         d.unmask = bit(&d.scope)?;
     }
+    let rewrites = !rules.is_empty() || detectors.iter().any(Option::is_some);
     let [detect_pan, detect_iban, detect_email] = detectors;
     Ok(ResponsePolicy {
         rules,
@@ -561,7 +564,12 @@ fn merge(
         scopes,
         headers,
         sanitise_upstream_errors: upstream_errors != Some(UpstreamErrors::Pass as u8),
-        refuse_non_json: non_json == Some(NonJson::Refuse as u8),
+        // What finguard cannot parse cannot be redacted: refused by default where bodies are
+        // rewritten; elsewhere (header scrubbing only) non-JSON passes unless refused.
+        refuse_non_json: match non_json {
+            Some(n) => n == NonJson::Refuse as u8,
+            None => rewrites,
+        },
         max_body_bytes,
     })
 }
