@@ -457,3 +457,86 @@ pub fn is_json_media_type(value: &str) -> bool {
     };
     !kind.is_empty() && (subtype == "json" && kind == "application" || subtype.ends_with("+json"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn policy(request: Value) -> Result<RequestPolicy, crate::config::ConfigError> {
+        let raw: RawRequest =
+            serde_json::from_value(request).map_err(|e| crate::config::ConfigError {
+                path: "raw".into(),
+                message: e.to_string(),
+            })?;
+        RequestPolicy::compile(raw, "routes[0].request", &[])
+    }
+
+    fn reason(p: &RequestPolicy, content_type: Option<&str>, body: &str) -> Option<Reason> {
+        p.judge_body(content_type, body.as_bytes())
+            .err()
+            .map(|i| i.reason)
+    }
+
+    #[test]
+    fn content_types_lists_are_compiled_with_the_strict_parser() {
+        for bad in [
+            "application/json; charset=utf-8",
+            "text/x+json",
+            "application/json, text/plain",
+            "application /json",
+            "application/json+x",
+        ] {
+            let error = policy(json!({"content_types": [bad]})).unwrap_err();
+            assert_eq!(error.path, "routes[0].request.content_types[0]", "{bad}");
+        }
+        let p = policy(json!({"content_types": [" Application/Merge-Patch+JSON "]})).unwrap();
+        let body = r#"{"a":1}"#;
+        assert_eq!(
+            reason(
+                &p,
+                Some("application/merge-patch+json; charset=UTF-8"),
+                body
+            ),
+            None
+        );
+        for refused in [
+            None,
+            Some(""),
+            Some("application/json"),
+            Some("application/merge-patch+json, application/merge-patch+json"),
+            Some("application/merge-patch+json; charset=utf-16"),
+        ] {
+            assert_eq!(
+                reason(&p, refused, body),
+                Some(Reason::ContentTypeUnsupported),
+                "{refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn member_names_default_to_unique_ignoring_case() {
+        let body = r#"{"amount":1,"AMOUNT":5000}"#;
+        let default = policy(json!({"body": "required"})).unwrap();
+        assert_eq!(
+            reason(&default, Some("application/json"), body),
+            Some(Reason::BodyMalformed)
+        );
+        let exact = policy(json!({"body": "required", "member_names": "unique_exact"})).unwrap();
+        assert_eq!(reason(&exact, Some("application/json"), body), None);
+        assert_eq!(
+            reason(&exact, Some("application/json"), r#"{"a":1,"\u0061":2}"#),
+            Some(Reason::BodyMalformed)
+        );
+        let named =
+            policy(json!({"body": "required", "member_names": "unique_ignoring_case"})).unwrap();
+        assert_eq!(
+            reason(&named, Some("application/json"), body),
+            Some(Reason::BodyMalformed)
+        );
+        assert!(policy(json!({"member_names": "case_insensitive"})).is_err());
+    }
+}
