@@ -312,7 +312,7 @@ impl Reason {
             Reason::ApiKeyMissing => "An API key is required",
             Reason::BodyTooLarge => "The request body is too large",
             Reason::ContentTypeUnsupported => "The request content type is not accepted",
-            Reason::BodyMalformed => "The request body is not valid JSON",
+            Reason::BodyMalformed => "The request body is not valid JSON or names a member twice",
             Reason::RateLimited => "Too many requests",
             Reason::AuthLockedOut => "Too many failed authentications; try again later",
             Reason::TrailersUnsupported => "Request trailers are not accepted on this route",

@@ -13,6 +13,7 @@ pub mod decision;
 pub mod header_map;
 pub mod incident;
 pub mod json;
+pub mod media_type;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod redaction;

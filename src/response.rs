@@ -12,6 +12,7 @@
 //! ([`on_response_refused`]): never passed through unredacted.
 
 use crate::decision::{Reason, Refusal, RefusalContext};
+use crate::media_type;
 use crate::redaction::rewrite::rewrite_counted;
 use crate::redaction::ResponsePolicy;
 use crate::request::RequestView;
@@ -219,61 +220,10 @@ pub fn redactable_accept(accept: Option<&str>) -> String {
     }
 }
 
-/// The lowercase `type/subtype` of a strict media type (RFC 9110 section 8.3.1), `None` for
-/// anything else. Parameters must be `token=token` or `token="quoted"`.
+/// The lowercase `type/subtype` of a strict media type ([`media_type::parse`]), `None` for
+/// anything else.
 fn media_type_essence(value: &str) -> Option<String> {
-    fn is_token(text: &str) -> bool {
-        !text.is_empty()
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-    }
-    let (essence, mut rest) = match value.find(';') {
-        Some(at) => (&value[..at], &value[at..]),
-        None => (value, ""),
-    };
-    let (kind, subtype) = essence.trim_matches([' ', '\t']).split_once('/')?;
-    if !is_token(kind) || !is_token(subtype) {
-        return None;
-    }
-    while let Some(after) = rest.strip_prefix(';') {
-        let after = after.trim_start_matches([' ', '\t']);
-        if after.is_empty() {
-            break; // a trailing `;` is tolerated (RFC 9110 allows empty parameters)
-        }
-        let (name, value) = after.split_once('=')?;
-        if !is_token(name) {
-            return None;
-        }
-        rest = if let Some(quoted) = value.strip_prefix('"') {
-            // A quoted string: `\` escapes the next character.
-            let mut end = None;
-            let mut escaped = false;
-            for (i, c) in quoted.char_indices() {
-                match (escaped, c) {
-                    (true, _) => escaped = false,
-                    (false, '\\') => escaped = true,
-                    (false, '"') => {
-                        end = Some(i);
-                        break;
-                    }
-                    (false, c) if c.is_control() && c != '\t' => return None,
-                    _ => {}
-                }
-            }
-            quoted.get(end? + 1..)?.trim_start_matches([' ', '\t'])
-        } else {
-            let at = value.find(';').unwrap_or(value.len());
-            if !is_token(value[..at].trim_end_matches([' ', '\t'])) {
-                return None;
-            }
-            &value[at..]
-        };
-        if !rest.is_empty() && !rest.starts_with(';') {
-            return None;
-        }
-    }
-    Some(format!("{kind}/{subtype}").to_ascii_lowercase())
+    media_type::parse(value).map(|media| media.essence.to_ascii_lowercase())
 }
 
 /// Judges a complete buffered body of the format the headers phase found.

@@ -8,7 +8,9 @@
 //! The tape is built by serde_json's own parser (a `DeserializeSeed`): same grammar, same
 //! UTF-8 checks, same number conversions and the same recursion limit (128) as
 //! [`crate::json::parse_strict`], and, like it, an object with a duplicate member name is an
-//! error. Layout: a container is followed by its content; an object's content is, per member,
+//! error; by default ([`MemberNames::UniqueIgnoringCase`]) so is one whose names are equal under
+//! Unicode case folding (`amount` / `AMOUNT`, `kind` / `\u212Aind`), which case-insensitive
+//! binders (Go's `encoding/json`, Jackson, ASP.NET Core) read as one member. Layout: a container is followed by its content; an object's content is, per member,
 //! a string node (the name) then the value's nodes. A container records its member or item
 //! count and the index one past its last node, so a sibling is one step away.
 
@@ -47,6 +49,68 @@ enum Slot<'a> {
 pub struct Tape<'a> {
     nodes: Vec<Slot<'a>>,
     escaped: String,
+    names: MemberNames,
+}
+
+/// Which member names of one object count as the same name (`routes[].request.member_names`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberNames {
+    /// Names equal after unescaping are duplicates (RFC 8259 §4's "should be unique").
+    UniqueExact,
+    /// Also names equal under case folding ([`fold`]): what a binder that matches member names
+    /// case-insensitively reads as one. No Unicode normalisation: no JSON binder normalises
+    /// names, so `caf\u00e9` and `cafe\u0301` are two names to every backend.
+    #[default]
+    UniqueIgnoringCase,
+}
+
+/// A character's case-folding key: its simple (one-character) upper-case mapping, then that
+/// one's simple lower-case mapping. Two characters joined by an upper- or lower-case mapping
+/// get the same key (checked over every code point in the tests), so the key covers Go's
+/// `encoding/json` (simple folding orbits: `k`, `K`, U+212A Kelvin; `s`, `S`, U+017F long s),
+/// .NET's `OrdinalIgnoreCase` (upper-case mapping: `ı` U+0131 and `i`) and Java's
+/// `equalsIgnoreCase`. Multi-character mappings (`ß` -> `SS`) are no binder's member match and
+/// are not applied.
+pub fn fold(c: char) -> char {
+    if c.is_ascii() {
+        return c.to_ascii_lowercase();
+    }
+    fn single(mut mapped: impl Iterator<Item = char>, c: char) -> char {
+        match (mapped.next(), mapped.next()) {
+            (Some(one), None) => one,
+            _ => c,
+        }
+    }
+    let upper = single(c.to_uppercase(), c);
+    single(upper.to_lowercase(), upper)
+}
+
+/// A member name and whether it is all ASCII (checked once per name, not once per pair).
+#[derive(Clone, Copy)]
+struct Name<'n> {
+    text: &'n str,
+    ascii: bool,
+}
+
+impl<'n> Name<'n> {
+    fn new(text: &'n str) -> Name<'n> {
+        Name {
+            text,
+            ascii: text.is_ascii(),
+        }
+    }
+}
+
+/// Whether two member names are the same under `names`.
+fn same_name(names: MemberNames, a: Name<'_>, b: Name<'_>) -> bool {
+    match names {
+        MemberNames::UniqueExact => a.text == b.text,
+        MemberNames::UniqueIgnoringCase if a.ascii && b.ascii => {
+            a.text.eq_ignore_ascii_case(b.text)
+        }
+        MemberNames::UniqueIgnoringCase => a.text.chars().map(fold).eq(b.text.chars().map(fold)),
+    }
 }
 
 /// Above this many members, duplicate names are found by sorting instead of pairwise.
@@ -56,11 +120,17 @@ impl<'a> Tape<'a> {
     /// Parses `bytes` as one JSON value, refusing duplicate member names at any depth (the same
     /// documents as [`crate::json::parse_strict`] accepts). The error never quotes the input.
     pub fn parse(bytes: &'a [u8]) -> Result<Tape<'a>, serde_json::Error> {
+        Tape::parse_with(bytes, MemberNames::UniqueExact)
+    }
+
+    /// As [`Tape::parse`], with `names` saying which member names are duplicates.
+    pub fn parse_with(bytes: &'a [u8], names: MemberNames) -> Result<Tape<'a>, serde_json::Error> {
         let mut tape = Tape {
             // About one node per 10 to 12 bytes of an ordinary document (names, short values);
             // capped, so that a large body does not reserve for a worst case it may not have.
             nodes: Vec::with_capacity((bytes.len() / 10).clamp(8, 2048)),
             escaped: String::new(),
+            names,
         };
         // UTF-8 is checked once for the whole body (a word at a time over ASCII), so that the
         // parser can read it as `str`: from bytes, serde_json validates every string on its own,
@@ -118,18 +188,22 @@ impl<'a> Tape<'a> {
     }
 
     /// Whether the object whose member names start at `first` (`len` members, content ending
-    /// at `end`) names a member twice.
+    /// at `end`) names a member twice (under the tape's [`MemberNames`]).
     fn has_duplicate(&self, first: usize, len: usize) -> bool {
         let names = MemberIndexes {
             tape: self,
             next: first,
             left: len,
         };
+        let mode = self.names;
         if len <= PAIRWISE_MEMBERS {
-            let mut seen = [""; PAIRWISE_MEMBERS];
+            let mut seen = [Name::new(""); PAIRWISE_MEMBERS];
             for (count, name) in names.enumerate() {
-                let name = self.text(name).unwrap_or("");
-                if seen.get(..count).is_some_and(|s| s.contains(&name)) {
+                let name = Name::new(self.text(name).unwrap_or(""));
+                if seen
+                    .get(..count)
+                    .is_some_and(|s| s.iter().any(|earlier| same_name(mode, *earlier, name)))
+                {
                     return true;
                 }
                 if let Some(slot) = seen.get_mut(count) {
@@ -138,9 +212,29 @@ impl<'a> Tape<'a> {
             }
             false
         } else {
-            let mut sorted: Vec<&str> = names.map(|i| self.text(i).unwrap_or("")).collect();
-            sorted.sort_unstable();
-            sorted.windows(2).any(|pair| pair.first() == pair.last())
+            let mut sorted: Vec<Name<'_>> = names
+                .map(|i| Name::new(self.text(i).unwrap_or("")))
+                .collect();
+            match mode {
+                MemberNames::UniqueExact => sorted.sort_unstable_by(|a, b| a.text.cmp(b.text)),
+                // Sorted by folded characters, so that names equal under folding are adjacent
+                // (bytes lowered for ASCII names: the same key, cheaper).
+                MemberNames::UniqueIgnoringCase if sorted.iter().all(|n| n.ascii) => sorted
+                    .sort_unstable_by(|a, b| {
+                        let lower = u8::to_ascii_lowercase;
+                        a.text
+                            .bytes()
+                            .map(|c| lower(&c))
+                            .cmp(b.text.bytes().map(|c| lower(&c)))
+                    }),
+                MemberNames::UniqueIgnoringCase => sorted.sort_unstable_by(|a, b| {
+                    a.text.chars().map(fold).cmp(b.text.chars().map(fold))
+                }),
+            }
+            sorted.windows(2).any(|pair| match pair {
+                [a, b] => same_name(mode, *a, *b),
+                _ => false,
+            })
         }
     }
 }
@@ -637,6 +731,81 @@ mod tests {
             assert!(Tape::parse(doc.as_bytes()).is_err(), "{n}");
             same_as_strict(doc.as_bytes());
         }
+    }
+
+    #[test]
+    fn refuses_names_equal_under_case_folding_unless_told_exact() {
+        fn folded(doc: &[u8]) -> Result<Tape<'_>, serde_json::Error> {
+            Tape::parse_with(doc, MemberNames::UniqueIgnoringCase)
+        }
+        for doc in [
+            &br#"{"amount":1,"AMOUNT":5000}"#[..],
+            br#"{"debtor_account":"A","DEBTOR_ACCOUNT":"B"}"#,
+            br#"{"a":[{"x":1},{"Id":1,"iD":2}]}"#,
+            br#"{"a":{"b":{"c":{"k":1,"j":2,"K":3}}}}"#,
+            br#"{"amount":1,"\u0041MOUNT":2}"#,
+            br#"{"kind":1,"\u212Aind":2}"#,
+            "{\"KIND\":1,\"\u{212A}ind\":2}".as_bytes(),
+            br#"{"status":1,"\u017Ftatus":2}"#,
+            br#"{"iban":1,"\u0131ban":2}"#,
+            br#"{"\u03a3":1,"\u03c2":2}"#,
+            br#"{"\u00df":1,"\u1e9e":2}"#,
+            br#"{"\u01c4":1,"\u01c5":2}"#,
+        ] {
+            assert!(folded(doc).is_err(), "{}", String::from_utf8_lossy(doc));
+            assert!(Tape::parse(doc).is_ok(), "{doc:?}");
+        }
+        for doc in [
+            &br#"{"amount":1,"amount_minor":2,"a":{"x":1},"b":{"X":2}}"#[..],
+            br#"{"items":[{"id":1},{"ID":2}]}"#,
+            // No normalisation: NFC and NFD, fullwidth, and `ss` vs sharp s stay distinct.
+            br#"{"caf\u00e9":1,"cafe\u0301":2,"\uff41":3,"a":4,"strasse":5,"stra\u00dfe":6}"#,
+        ] {
+            let tape = folded(doc).unwrap();
+            assert_eq!(tape.to_value(), parse_strict(doc).unwrap());
+        }
+        // Past the pairwise bound (sorted by folded names): the same answers.
+        for n in [PAIRWISE_MEMBERS, PAIRWISE_MEMBERS + 1, 200] {
+            let members: Vec<String> = (0..n).map(|i| format!("\"name_{i}\":{i}")).collect();
+            let doc = format!("{{{}}}", members.join(","));
+            assert!(folded(doc.as_bytes()).is_ok(), "{n}");
+            for twin in [format!("NAME_{}", n / 2), format!("name_{}", n - 1)] {
+                let doc = format!("{{{},\"{twin}\":0}}", members.join(","));
+                assert!(folded(doc.as_bytes()).is_err(), "{n} {twin}");
+            }
+            let kelvin = format!("{{{},\"\\u212Aey\":0,\"KEY\":1}}", members.join(","));
+            assert!(folded(kelvin.as_bytes()).is_err(), "{n}");
+        }
+    }
+
+    #[test]
+    fn the_folding_key_is_one_per_case_mapping_class() {
+        // Every code point gets the key of its simple upper- and lower-case mappings, so the key
+        // is constant on each class those mappings join (Go's folding orbits among them).
+        let mut checked = 0u32;
+        for c in (0u32..0x11_0000).filter_map(char::from_u32) {
+            for mapped in [
+                c.to_uppercase().collect::<Vec<_>>(),
+                c.to_lowercase().collect(),
+            ] {
+                if let [one] = mapped[..] {
+                    assert_eq!(
+                        fold(c),
+                        fold(one),
+                        "U+{:04X} U+{:04X}",
+                        c as u32,
+                        one as u32
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 2_000_000);
+        assert_eq!(fold('\u{212A}'), 'k');
+        assert_eq!(fold('\u{17F}'), 's');
+        assert_eq!(fold('\u{131}'), 'i');
+        assert_eq!(fold('\u{1E9E}'), fold('\u{DF}'));
+        assert_ne!(fold('\u{FF21}'), 'a');
     }
 
     #[test]

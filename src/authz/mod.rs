@@ -20,6 +20,7 @@ use crate::config::ConfigError;
 use crate::decision::Reason;
 use crate::json;
 use crate::spellings::{decode_component, param_key, query_pairs};
+use crate::validation::formats::iso4217;
 use decimal::Decimal;
 use serde::Deserialize;
 use serde_json::Value;
@@ -350,6 +351,13 @@ impl AuthPolicy {
                                 .transpose()?;
                         let mut by_currency = Vec::with_capacity(w.gt_by_currency.len());
                         for (currency, text) in &w.gt_by_currency {
+                            // Only codes a body can match (see `AmountCondition::holds`).
+                            if !iso4217(currency) {
+                                return Err(fail(
+                                    &format!(".step_up.when.gt_by_currency.{currency}"),
+                                    "not an ISO 4217 currency code in use (three upper-case letters, see formats::iso4217)",
+                                ));
+                            }
                             by_currency.push((
                                 currency.clone(),
                                 decimal(format!("gt_by_currency.{currency}"), text)?,
@@ -671,18 +679,24 @@ impl StepUp {
 
 impl AmountCondition {
     /// Whether the amount is above its threshold. Fail closed: a missing or unreadable amount,
-    /// or a currency without a threshold, counts as above.
+    /// a currency without a threshold, and, on a rule that names a currency, a currency that is
+    /// not exactly an ISO 4217 code in use (missing, not a string, `kwd`, `" KWD"`, `KWD\0`,
+    /// Cyrillic `К`, fullwidth letters: a backend may still read `KWD` in it) count as above,
+    /// whatever the route's schema says.
     fn holds(&self, body: &Value, raw: &[u8]) -> bool {
         let threshold = match &self.currency {
             Some(pointer) => {
-                let currency = body.pointer(pointer).and_then(Value::as_str);
-                currency
-                    .and_then(|c| {
-                        self.gt_by_currency
-                            .iter()
-                            .find(|(k, _)| k == c)
-                            .map(|(_, t)| t)
-                    })
+                let Some(currency) = body
+                    .pointer(pointer)
+                    .and_then(Value::as_str)
+                    .filter(|c| iso4217(c))
+                else {
+                    return true;
+                };
+                self.gt_by_currency
+                    .iter()
+                    .find(|(k, _)| k == currency)
+                    .map(|(_, t)| t)
                     .or(self.gt.as_ref())
             }
             None => self.gt.as_ref(),
@@ -921,6 +935,93 @@ mod tests {
         let big = r#"{"amount": 5000, "currency": "EUR"}"#;
         assert_eq!(body_check(&p, &stale, big), Err(Reason::StepUpRequired));
         assert_eq!(body_check(&p, &wrong_acr, big), Err(Reason::StepUpRequired));
+    }
+
+    #[test]
+    fn step_up_currency_that_is_not_an_iso_4217_code_fails_closed() {
+        let p = policy(
+            json!({"step_up": {"amr_any": ["mfa"], "when": {"amount": "/amount",
+            "gt": "1000", "currency": "/currency", "gt_by_currency": {"KWD": "300"}}}}),
+        );
+        let weak = token(json!({"amr": ["pwd"]}));
+        let strong = token(json!({"amr": ["mfa"]}));
+        let with = |currency: &str| format!(r#"{{"amount": 500, "currency": {currency}}}"#);
+        assert_eq!(
+            body_check(&p, &weak, &with(r#""KWD""#)),
+            Err(Reason::StepUpRequired)
+        );
+        for fine in [r#""EUR""#, r#""\u004bWD""#] {
+            let body = with(fine).replace("500", "250");
+            assert!(body_check(&p, &weak, &body).is_ok(), "{body}");
+        }
+        assert!(body_check(&p, &weak, &with(r#""EUR""#)).is_ok());
+        for currency in [
+            r#""kwd""#,
+            r#""Kwd""#,
+            r#"" KWD""#,
+            r#""KWD ""#,
+            r#""KWD\u0000""#,
+            r#""\u041aWD""#,
+            r#""\uff2b\uff37\uff24""#,
+            r#""KWDD""#,
+            r#""KW""#,
+            r#""""#,
+            r#""KWX""#,
+            "414",
+            "null",
+            "true",
+            r#"["KWD"]"#,
+            r#"{"code": "KWD"}"#,
+        ] {
+            let body = with(currency);
+            assert_eq!(
+                body_check(&p, &weak, &body),
+                Err(Reason::StepUpRequired),
+                "{body}"
+            );
+            assert!(body_check(&p, &strong, &body).is_ok(), "{body}");
+        }
+        assert_eq!(
+            body_check(&p, &weak, r#"{"amount": 5}"#),
+            Err(Reason::StepUpRequired)
+        );
+        // Amounts a backend might read but finguard cannot: above, too.
+        for amount in [
+            r#""+5""#,
+            "5e0",
+            r#""5e0""#,
+            r#"" 5""#,
+            r#""5 ""#,
+            r#""1,5""#,
+            r#""\u0035""#,
+            "true",
+            "[5]",
+        ] {
+            let body = format!(r#"{{"amount": {amount}, "currency": "EUR"}}"#);
+            assert_eq!(
+                body_check(&p, &weak, &body),
+                Err(Reason::StepUpRequired),
+                "{body}"
+            );
+        }
+        let huge = format!(r#"{{"amount": {}, "currency": "EUR"}}"#, "9".repeat(65));
+        assert_eq!(body_check(&p, &weak, &huge), Err(Reason::StepUpRequired));
+        for amount in ["-0", r#""0005""#, r#""5.00""#] {
+            let body = format!(r#"{{"amount": {amount}, "currency": "EUR"}}"#);
+            assert!(body_check(&p, &weak, &body).is_ok(), "{body}");
+        }
+        // A threshold for something that is not a currency code could never match.
+        for key in ["kwd", "KWX", " KWD", "\u{41a}WD"] {
+            let error = compile_error(json!({"step_up": {"amr_any": ["mfa"], "when": {
+                "amount": "/amount", "gt": "1000", "currency": "/currency",
+                "gt_by_currency": {key: "300"}}}}));
+            assert!(
+                error
+                    .path
+                    .starts_with("routes[0].auth.step_up.when.gt_by_currency"),
+                "{key}: {error:?}"
+            );
+        }
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //!   selected headers against their schemas (400 `parameter-invalid`), and the negative model
 //!   on query values;
 //! - body phase ([`RequestPolicy::judge_body`]), in this order, each step cheaper than the next
-//!   and run before it: size (413) -> body required / forbidden (400) -> content type (415) ->
-//!   UTF-8 (400 `body-malformed`) -> structure limits on the raw bytes (400
-//!   `json-limit-exceeded`) -> strict JSON, duplicate names refused (400 `body-malformed`) ->
+//!   and run before it: size (413) -> body required / forbidden (400) -> content type, one
+//!   JSON media type parsed strictly (415, [`media_type`]) -> UTF-8 (400 `body-malformed`) ->
+//!   structure limits on the raw bytes (400 `json-limit-exceeded`) -> strict JSON, duplicate
+//!   member names refused, by default also names equal under case folding
+//!   ([`crate::tape::MemberNames`]) (400 `body-malformed`) ->
 //!   schema (422 `schema-violation`) -> negative model (400 `input-suspicious`, or a log line in
 //!   monitor mode). The parsed document is handed on to body-bound authorization.
 
@@ -19,7 +21,8 @@ pub mod params;
 pub mod schema;
 
 use crate::decision::{Reason, Violation};
-use crate::tape::Tape;
+use crate::media_type;
+use crate::tape::{MemberNames, Tape};
 use limits::{LimitError, Limits, RawLimits};
 use negative::{Negative, NegativeMode, RawNegative};
 use schema::{BodySchema, Dialect};
@@ -43,6 +46,7 @@ pub struct RawRequest {
     headers: Option<Value>,
     path: Option<Value>,
     negative: Option<RawNegative>,
+    member_names: Option<MemberNames>,
 }
 
 /// Whether the operation takes a body.
@@ -60,6 +64,8 @@ pub struct RequestPolicy {
     pub max_body_bytes: usize,
     /// Accepted media types (lower-case essence, no parameters); `None`: any JSON media type.
     content_types: Option<Vec<String>>,
+    /// Which member names count as the same (a body naming one twice is refused).
+    member_names: MemberNames,
     body: BodyRule,
     schema: Option<BodySchema>,
     limits: Limits,
@@ -75,6 +81,7 @@ impl Default for RequestPolicy {
         RequestPolicy {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             content_types: None,
+            member_names: MemberNames::default(),
             body: BodyRule::Optional,
             schema: None,
             limits: Limits::default(),
@@ -163,14 +170,18 @@ impl RequestPolicy {
             Some(types) => {
                 let mut out = Vec::with_capacity(types.len());
                 for (i, t) in types.iter().enumerate() {
-                    let essence = t.trim().to_ascii_lowercase();
-                    if essence.contains(';') || !is_json_media_type(&essence) {
-                        return Err(fail(
-                            &format!("content_types[{i}]"),
-                            "must be a JSON media type (application/json or */*+json) without parameters".into(),
-                        ));
+                    // The parser requests are judged with, so that a listed type can match.
+                    match media_type::parse(t) {
+                        Some(m) if !m.has_parameters && m.is_json_essence() => {
+                            out.push(m.essence.to_ascii_lowercase())
+                        }
+                        _ => {
+                            return Err(fail(
+                                &format!("content_types[{i}]"),
+                                "must be a JSON media type (application/json or application/*+json) without parameters".into(),
+                            ))
+                        }
                     }
-                    out.push(essence);
                 }
                 Some(out)
             }
@@ -223,6 +234,7 @@ impl RequestPolicy {
         Ok(RequestPolicy {
             max_body_bytes,
             content_types,
+            member_names: raw.member_names.unwrap_or_default(),
             body,
             schema,
             limits,
@@ -383,7 +395,7 @@ impl RequestPolicy {
         }
         // Strict JSON onto a tape (the same documents `json::parse_strict` accepts), validated
         // in place: no `serde_json::Value` is built unless something below needs one.
-        let Ok(tape) = Tape::parse(body) else {
+        let Ok(tape) = Tape::parse_with(body, self.member_names) else {
             return Err(not_utf8().unwrap_or_else(|| Invalid::bare(Reason::BodyMalformed)));
         };
         if let Some(schema) = &self.schema {
@@ -416,35 +428,99 @@ impl RequestPolicy {
         })
     }
 
-    /// The content type is accepted: its essence is listed (or, without a list, is a JSON
-    /// media type), and a `charset` parameter, if any, is UTF-8.
+    /// The content type is exactly one media type ([`media_type::parse`]), a JSON one in
+    /// UTF-8, and, on a route with a list, listed.
     fn accepts(&self, content_type: &str) -> bool {
-        let mut parts = content_type.split(';');
-        let essence = parts.next().unwrap_or("").trim().to_ascii_lowercase();
-        let charset_ok = parts.all(|param| match param.split_once('=') {
-            Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
-                value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
-            }
-            _ => true,
-        });
-        charset_ok
-            && match &self.content_types {
-                Some(list) => list.contains(&essence),
-                None => is_json_media_type(&essence),
-            }
+        let Some(media) = media_type::parse(content_type) else {
+            return false;
+        };
+        media.is_json_utf8()
+            && self.content_types.as_ref().is_none_or(|list| {
+                list.iter()
+                    .any(|listed| listed.eq_ignore_ascii_case(media.essence))
+            })
     }
 }
 
-/// `application/json` or any `*/*+json`, parameters (charset) allowed, case-insensitive.
-pub fn is_json_media_type(value: &str) -> bool {
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let Some((kind, subtype)) = essence.split_once('/') else {
-        return false;
-    };
-    !kind.is_empty() && (subtype == "json" && kind == "application" || subtype.ends_with("+json"))
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn policy(request: Value) -> Result<RequestPolicy, crate::config::ConfigError> {
+        let raw: RawRequest =
+            serde_json::from_value(request).map_err(|e| crate::config::ConfigError {
+                path: "raw".into(),
+                message: e.to_string(),
+            })?;
+        RequestPolicy::compile(raw, "routes[0].request", &[])
+    }
+
+    fn reason(p: &RequestPolicy, content_type: Option<&str>, body: &str) -> Option<Reason> {
+        p.judge_body(content_type, body.as_bytes())
+            .err()
+            .map(|i| i.reason)
+    }
+
+    #[test]
+    fn content_types_lists_are_compiled_with_the_strict_parser() {
+        for bad in [
+            "application/json; charset=utf-8",
+            "text/x+json",
+            "application/json, text/plain",
+            "application /json",
+            "application/json+x",
+        ] {
+            let error = policy(json!({"content_types": [bad]})).unwrap_err();
+            assert_eq!(error.path, "routes[0].request.content_types[0]", "{bad}");
+        }
+        let p = policy(json!({"content_types": [" Application/Merge-Patch+JSON "]})).unwrap();
+        let body = r#"{"a":1}"#;
+        assert_eq!(
+            reason(
+                &p,
+                Some("application/merge-patch+json; charset=UTF-8"),
+                body
+            ),
+            None
+        );
+        for refused in [
+            None,
+            Some(""),
+            Some("application/json"),
+            Some("application/merge-patch+json, application/merge-patch+json"),
+            Some("application/merge-patch+json; charset=utf-16"),
+        ] {
+            assert_eq!(
+                reason(&p, refused, body),
+                Some(Reason::ContentTypeUnsupported),
+                "{refused:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn member_names_default_to_unique_ignoring_case() {
+        let body = r#"{"amount":1,"AMOUNT":5000}"#;
+        let default = policy(json!({"body": "required"})).unwrap();
+        assert_eq!(
+            reason(&default, Some("application/json"), body),
+            Some(Reason::BodyMalformed)
+        );
+        let exact = policy(json!({"body": "required", "member_names": "unique_exact"})).unwrap();
+        assert_eq!(reason(&exact, Some("application/json"), body), None);
+        assert_eq!(
+            reason(&exact, Some("application/json"), r#"{"a":1,"\u0061":2}"#),
+            Some(Reason::BodyMalformed)
+        );
+        let named =
+            policy(json!({"body": "required", "member_names": "unique_ignoring_case"})).unwrap();
+        assert_eq!(
+            reason(&named, Some("application/json"), body),
+            Some(Reason::BodyMalformed)
+        );
+        assert!(policy(json!({"member_names": "case_insensitive"})).is_err());
+    }
 }
