@@ -9,6 +9,13 @@
 //! Per VM (per Envoy worker): no locking, no cross-worker traffic. Entries never outlive the
 //! token's `exp` (a hit re-checks the time window against `now`), and the whole cache is dropped
 //! when a provider's keys change, so a removed key stops being honoured at once.
+//!
+//! Beside it, of the same size, a negative cache: tokens whose signature did not verify, so a
+//! client replaying one forged token pays for one verification, not one per request, and cannot
+//! drain the verification budget others need. Keyed by the digest of the whole token (its
+//! signature included), a forged token's entry can never match a valid token; an entry lasts
+//! until the token's own `exp` at most, and is dropped with the rest when keys change (a key
+//! that arrives later may verify what failed before).
 
 use super::verify::VerifiedToken;
 use lru::LruCache;
@@ -20,6 +27,9 @@ pub type TokenDigest = (u64, u64);
 
 pub struct TokenCache {
     entries: Option<LruCache<TokenDigest, Rc<VerifiedToken>>>,
+    /// Tokens refused after signature work: until when (Unix seconds), and the provider that
+    /// judged them (whose mode applies to the refusal).
+    refused: Option<LruCache<TokenDigest, (i64, usize)>>,
     /// Secret SipHash keys: two independent 64-bit hashes make the 128-bit digest.
     keys: [u64; 4],
 }
@@ -29,6 +39,7 @@ impl TokenCache {
     pub fn new(capacity: usize, keys: [u64; 4]) -> TokenCache {
         TokenCache {
             entries: NonZeroUsize::new(capacity).map(LruCache::new),
+            refused: NonZeroUsize::new(capacity).map(LruCache::new),
             keys,
         }
     }
@@ -62,9 +73,33 @@ impl TokenCache {
         }
     }
 
+    /// The provider that refused this token's signature, if it did before and `now` is still
+    /// before the token's `exp`.
+    pub fn refused(&mut self, digest: &TokenDigest, now: i64) -> Option<usize> {
+        let refused = self.refused.as_mut()?;
+        match refused.get(digest) {
+            Some(&(until, provider)) if now < until => Some(provider),
+            Some(_) => {
+                refused.pop(digest);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Remembers that this token's signature did not verify, until `until` (its `exp`).
+    pub fn insert_refused(&mut self, digest: TokenDigest, provider: usize, until: i64) {
+        if let Some(refused) = self.refused.as_mut() {
+            refused.put(digest, (until, provider));
+        }
+    }
+
     pub fn clear(&mut self) {
         if let Some(entries) = self.entries.as_mut() {
             entries.clear();
+        }
+        if let Some(refused) = self.refused.as_mut() {
+            refused.clear();
         }
     }
 
@@ -108,6 +143,31 @@ mod tests {
         assert!(cache.get(&a).is_some());
         cache.clear();
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn refused_tokens_are_remembered_until_their_exp_and_never_match_others() {
+        let mut cache = TokenCache::new(2, [1, 2, 3, 4]);
+        let forged = cache.digest("h.p.forged");
+        let valid = cache.digest("h.p.valid");
+        cache.insert_refused(forged, 3, 100);
+        assert_eq!(cache.refused(&forged, 99), Some(3));
+        assert_eq!(cache.refused(&valid, 99), None);
+        assert_eq!(
+            cache.refused(&forged, 100),
+            None,
+            "not past the token's exp"
+        );
+        assert_eq!(cache.refused(&forged, 50), None, "an expired entry is gone");
+        // Bounded: the least recently refused goes first.
+        for (i, token) in ["a", "b", "c"].iter().enumerate() {
+            let digest = cache.digest(token);
+            cache.insert_refused(digest, i, 100);
+        }
+        assert_eq!(cache.refused(&cache.digest("a"), 1), None);
+        assert_eq!(cache.refused(&cache.digest("c"), 1), Some(2));
+        cache.clear();
+        assert_eq!(cache.refused(&cache.digest("c"), 1), None);
     }
 
     #[test]

@@ -107,6 +107,12 @@ impl Authenticator<'_> {
             }
             return Ok(hit);
         }
+        // A token whose signature already failed: refused again without signature work.
+        if let Some(index) = cache.refused(&digest, now) {
+            if provider_allowed(index) {
+                return Err(AuthnError::Refused(Reason::SignatureInvalid, Some(index)));
+            }
+        }
 
         let parsed = token::parse(token, self.max_token_bytes)?;
         let issuer = verify::issuer(&parsed)?;
@@ -145,6 +151,12 @@ impl Authenticator<'_> {
                 // Possibly a key rotated in since the last fetch: ask for a refetch and wait.
                 state.refetch_wanted = true;
                 return Err(AuthnError::WaitForKeys(index));
+            }
+            Err(Reason::SignatureInvalid) => {
+                // Remembered for at most a day, never past the token's own `exp`.
+                let until = times.exp.min(now.saturating_add(86_400));
+                cache.insert_refused(digest, index, until);
+                return Err(refused(Reason::SignatureInvalid));
             }
             Err(reason) => return Err(refused(reason)),
         }

@@ -195,6 +195,7 @@ impl HttpContext for FilterContext {
             return;
         };
         telemetry::finish(&record);
+        telemetry::table_pressure(&vm.config);
         if self.audit_line {
             let facts = StreamFacts {
                 now_ms: now_ns() / 1_000_000,

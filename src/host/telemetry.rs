@@ -54,6 +54,28 @@ pub fn histogram(name: &str, value: u64) {
     }
 }
 
+/// Full-table events of the shared tables since the last request on this worker, as counters
+/// `finguard.table_pressure.table.<buckets|lockouts>.event.<evicted|no_room|overflow>`.
+pub fn table_pressure(config: &Config) {
+    let limiting = &config.rate_limits;
+    for (table, slots) in [
+        ("buckets", &limiting.buckets),
+        ("lockouts", &limiting.lockouts),
+    ] {
+        let pressure = slots.take_pressure();
+        for (event, by) in [
+            ("evicted", pressure.evicted),
+            ("no_room", pressure.no_room),
+            ("overflow", pressure.overflow),
+        ] {
+            if by > 0 {
+                let name = format!("finguard.table_pressure.table.{table}.event.{event}");
+                count(&name, i64::try_from(by).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
+
 /// Folds a phase's verdict into the request's record and, when called on the request's own
 /// stream (`on_stream`), publishes the decision in filter state for the access log.
 pub fn note(record: &SharedRecord, config: &Config, verdict: &Verdict) {

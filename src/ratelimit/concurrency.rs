@@ -7,7 +7,7 @@
 //! [`STALE_AFTER_US`] is treated as zero: units leaked by a VM that died cannot block a client
 //! for ever (a request running longer than that is not counted any more).
 
-use super::slots::{Contended, Record, SlotTable};
+use super::slots::{Contended, Record, SlotTable, WhenFull};
 use super::store::CounterStore;
 use super::{Identity, KeyPart};
 use crate::config::ConfigError;
@@ -97,6 +97,8 @@ pub fn acquire(
             &limit.namespace,
             &key,
             |r| current(r, now_us) == 0,
+            // Units must go back to the record that took them: no eviction.
+            WhenFull::Overflow,
             |r: Record| {
                 let in_flight = current(&r, now_us);
                 if in_flight >= max {
@@ -135,6 +137,8 @@ pub fn release(store: &mut dyn CounterStore, table: &SlotTable, permits: &[Permi
             &permit.namespace,
             &permit.key,
             |r| current(r, now_us) == 0,
+            // Units must go back to the record that took them: no eviction.
+            WhenFull::Overflow,
             |r: Record| {
                 let in_flight = current(&r, now_us);
                 (

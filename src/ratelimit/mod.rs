@@ -13,7 +13,7 @@ pub mod store;
 use crate::config::ConfigError;
 use gcra::Rate;
 use serde::Deserialize;
-use slots::{Contended, Record, SlotTable};
+use slots::{Contended, Record, SlotTable, WhenFull};
 use store::CounterStore;
 
 // ---- configuration ----------------------------------------------------------------------
@@ -284,11 +284,16 @@ pub fn check(
             continue;
         }
         let rate = limit.rate;
+        // A full table: the bucket with the least debt (earliest TAT) makes room. Its key
+        // starts again with a full bucket, so no eviction denies anyone, and a heavy user is
+        // the last to be forgotten.
+        let least_debt = |r: &Record| Some(r.a);
         let result = table.update(
             store,
             &limit.namespace,
             &who.key(&limit.key),
             |r| r.a <= now_us,
+            WhenFull::Evict(&least_debt),
             |record: Record| {
                 let outcome = gcra::decide(rate, record.a, now_us);
                 let write = outcome.allowed.then_some(Record {
@@ -354,7 +359,7 @@ impl Lockout {
         address: &str,
         now_us: i64,
     ) -> Option<u64> {
-        let record = table.read(store, "lockout", address, |r| self.idle(r, now_us))?;
+        let record = table.read(store, "lockout", address)?;
         (record.c > now_us).then(|| {
             u64::try_from(record.c - now_us)
                 .unwrap_or(0)
@@ -371,11 +376,16 @@ impl Lockout {
         address: &str,
         now_us: i64,
     ) -> bool {
+        // A full table: the window with the fewest failures makes room; a lock in force is never
+        // taken over. Nothing to take: this failure is not counted (lockout degrades for this
+        // address, counted as `no_room`), and no other address is touched.
+        let fewest_failures = |r: &Record| (r.c <= now_us).then_some(r.b);
         let result = table.update(
             store,
             "lockout",
             address,
             |r| self.idle(r, now_us),
+            WhenFull::Evict(&fewest_failures),
             |mut r: Record| {
                 if r.a.saturating_add(self.window_us) <= now_us {
                     r.a = now_us;
@@ -541,6 +551,115 @@ mod tests {
             assert!(!lockout.record_failure(&mut store, &rl.lockouts, "9.9.9.9", at));
             at += 31_000_000;
         }
+    }
+
+    #[test]
+    fn no_address_is_locked_out_by_what_other_addresses_do() {
+        let rl = limiting(
+            json!({"slots": 16, "lockout": {"failures": 3, "window_seconds": 60, "lock_seconds": 300}}),
+        );
+        let lockout = rl.lockout.as_ref().unwrap();
+        let mut store = MemoryStore::default();
+        rl.lockouts.create_slots(&mut store);
+        let t = 1_000_000_000;
+        // A guesser locks itself out; then thousands of addresses fail, each to the limit.
+        for i in 0..3 {
+            lockout.record_failure(&mut store, &rl.lockouts, "6.6.6.6", t + i);
+        }
+        // Thousands of addresses fail once (evicting each other's windows), then as many fail
+        // to the limit (filling the table with locks in force).
+        for i in 0..5000 {
+            let address = format!("2001:db8::1:{i:x}");
+            lockout.record_failure(&mut store, &rl.lockouts, &address, t + 5);
+        }
+        for i in 0..5000 {
+            let address = format!("2001:db8::{i:x}");
+            for j in 0..3 {
+                lockout.record_failure(&mut store, &rl.lockouts, &address, t + 10 + j);
+            }
+        }
+        // Addresses that never failed (and the plain peer) are never locked out.
+        for innocent in ["10.0.0.1", "127.0.0.1", "2001:db8::ffff:1"] {
+            assert_eq!(
+                lockout.locked(&mut store, &rl.lockouts, innocent, t + 20),
+                None,
+                "{innocent}"
+            );
+        }
+        // The lock in force was never taken over.
+        assert!(lockout
+            .locked(&mut store, &rl.lockouts, "6.6.6.6", t + 20)
+            .is_some());
+        let pressure = rl.lockouts.take_pressure();
+        assert!(pressure.evicted > 0 && pressure.no_room > 0, "{pressure:?}");
+        assert_eq!(pressure.overflow, 0);
+    }
+
+    #[test]
+    fn a_newcomer_to_a_full_bucket_table_gets_a_bucket_of_its_own() {
+        let rl = limiting(json!({"slots": 16, "global": [
+            {"name": "per-client", "key": ["address"], "requests": 2, "per_seconds": 60}
+        ]}));
+        let mut store = MemoryStore::default();
+        rl.buckets.create_slots(&mut store);
+        let limits: Vec<&Limit> = rl.global.iter().collect();
+        let t = 1_000_000_000;
+        let who = |address: &'static str| Identity {
+            address: Some(address),
+            ..Default::default()
+        };
+        // A heavy client spends its budget; a flood of fresh addresses fills the table.
+        assert!(check(&mut store, &rl.buckets, &limits, &who("6.6.6.6"), t, false).allowed);
+        assert!(check(&mut store, &rl.buckets, &limits, &who("6.6.6.6"), t, false).allowed);
+        for i in 0..2000 {
+            let address: &'static str = Box::leak(format!("2001:db8::{i:x}").into_boxed_str());
+            check(
+                &mut store,
+                &rl.buckets,
+                &limits,
+                &who(address),
+                t + 1,
+                false,
+            );
+        }
+        // A newcomer's first requests are allowed: nobody else's drained bucket is shared.
+        for _ in 0..2 {
+            assert!(
+                check(
+                    &mut store,
+                    &rl.buckets,
+                    &limits,
+                    &who("10.0.0.1"),
+                    t + 2,
+                    false
+                )
+                .allowed
+            );
+        }
+        assert!(
+            !check(
+                &mut store,
+                &rl.buckets,
+                &limits,
+                &who("10.0.0.1"),
+                t + 2,
+                false
+            )
+            .allowed
+        );
+        // The heavy client's debt was kept: it is still refused.
+        assert!(
+            !check(
+                &mut store,
+                &rl.buckets,
+                &limits,
+                &who("6.6.6.6"),
+                t + 3,
+                false
+            )
+            .allowed
+        );
+        assert!(rl.buckets.take_pressure().evicted > 0);
     }
 
     #[test]

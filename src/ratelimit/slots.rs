@@ -2,9 +2,20 @@
 //! attacker invents. A key (e.g. "client-per-second" + "acme") hashes, with a per-configuration
 //! secret, to a fingerprint and a home slot; it lives in the first of [`PROBES`] slots that holds
 //! its fingerprint, is empty, or holds an idle record (a full bucket, an expired window), which it
-//! takes over. When all are busy with other live keys, the key shares its namespace's overflow
-//! record: a flood of fresh keys exhausts that one shared budget, never the buckets of keys
-//! already in the table.
+//! takes over.
+//!
+//! When all are busy with other live keys, what happens is the caller's choice ([`WhenFull`]),
+//! so that no key ever inherits another key's state:
+//! - [`WhenFull::Evict`]: the live record the caller ranks lowest is taken over (a rate-limit
+//!   bucket with the least debt, a lockout window with the fewest failures); a record the caller
+//!   will not rank (a lockout in force) is never taken. The evicted key starts afresh later: a
+//!   full bucket, no failures, so an eviction can only ever be lenient to that key, never deny
+//!   it. Nothing evictable: the update is not made ([`Contended`] to the caller).
+//! - [`WhenFull::Overflow`]: the key shares its namespace's overflow record (in-flight counters,
+//!   whose units must be given back to the record that took them).
+//!
+//! [`SlotTable::read`] only ever returns the key's own record. Evictions, full tables and overflow
+//! use are counted ([`Pressure`]) for the host's metrics.
 //!
 //! Every update is a compare-and-swap; on a lost race the whole lookup is retried, at most
 //! [`MAX_ATTEMPTS`] times, then the caller fails closed ([`Contended`]).
@@ -53,9 +64,46 @@ impl Record {
     }
 }
 
-/// The store gave up: too many lost races in a row.
+/// The store gave up (too many lost races in a row), or a full table had no room for the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Contended;
+
+/// What a key gets when its probe slots all hold other live keys.
+#[derive(Clone, Copy)]
+pub enum WhenFull<'r> {
+    /// Take over the slot whose record ranks lowest; `None`: never take this record over.
+    Evict(&'r dyn Fn(&Record) -> Option<i64>),
+    /// Share the namespace's overflow record.
+    Overflow,
+}
+
+/// How often a table was full, since the host last looked ([`SlotTable::take_pressure`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pressure {
+    /// A live record was taken over by another key.
+    pub evicted: u64,
+    /// No slot and nothing evictable: the update was not made.
+    pub no_room: u64,
+    /// A key shared its namespace's overflow record.
+    pub overflow: u64,
+}
+
+/// Where a key's record is.
+enum Found {
+    /// Its own slot, an empty or idle one, or (`evicts`) a live one it takes over.
+    Slot {
+        key: String,
+        record: Record,
+        cas: Option<u32>,
+        evicts: bool,
+    },
+    Overflow {
+        key: String,
+        record: Record,
+        cas: Option<u32>,
+    },
+    NoRoom,
+}
 
 #[derive(Debug, Clone)]
 pub struct SlotTable {
@@ -63,6 +111,8 @@ pub struct SlotTable {
     prefix: &'static str,
     slots: u32,
     seed: (u64, u64),
+    /// This worker's count of full-table events (the configuration is per VM).
+    pressure: std::cell::Cell<Pressure>,
 }
 
 impl SlotTable {
@@ -71,7 +121,19 @@ impl SlotTable {
             prefix,
             slots: slots.max(PROBES),
             seed,
+            pressure: std::cell::Cell::new(Pressure::default()),
         }
+    }
+
+    /// The full-table events since the last call, and zero from now on.
+    pub fn take_pressure(&self) -> Pressure {
+        self.pressure.take()
+    }
+
+    fn note(&self, event: impl FnOnce(&mut Pressure)) {
+        let mut pressure = self.pressure.get();
+        event(&mut pressure);
+        self.pressure.set(pressure);
     }
 
     pub fn slots(&self) -> u32 {
@@ -106,33 +168,64 @@ impl SlotTable {
     /// Reads the record for (`namespace`, `key`), lets `decide` compute the result and the new
     /// record (fresh keys see `Record::default()` with their fingerprint), and writes it with a
     /// compare-and-swap, retrying lost races. `idle` says whether another key's record may be
-    /// taken over.
+    /// taken over freely; `when_full` what happens when none is empty or idle.
     pub fn update<R>(
         &self,
         store: &mut dyn CounterStore,
         namespace: &str,
         key: &str,
         idle: impl Fn(&Record) -> bool,
+        when_full: WhenFull<'_>,
         decide: impl Fn(Record) -> (R, Option<Record>),
     ) -> Result<R, Contended> {
         let fingerprint = self.fingerprint(namespace, key);
         let home = u32::try_from(fingerprint % u64::from(self.slots)).unwrap_or(0);
         for _ in 0..MAX_ATTEMPTS {
-            let (slot_key, current, cas) = self.find(store, namespace, fingerprint, home, &idle);
-            let base = if current.fingerprint == fingerprint {
-                current
-            } else {
-                Record {
-                    fingerprint,
-                    ..Record::default()
-                }
+            let fresh = Record {
+                fingerprint,
+                ..Record::default()
             };
+            let (slot_key, base, cas, event): (String, Record, Option<u32>, fn(&mut Pressure)) =
+                match self.find(store, namespace, fingerprint, home, &idle, when_full) {
+                    Found::Slot {
+                        key,
+                        record,
+                        cas,
+                        evicts,
+                    } => {
+                        let base = if record.fingerprint == fingerprint {
+                            record
+                        } else {
+                            fresh
+                        };
+                        let event: fn(&mut Pressure) =
+                            if evicts { |p| p.evicted += 1 } else { |_| {} };
+                        (key, base, cas, event)
+                    }
+                    // The overflow record is shared by every key that found no slot.
+                    Found::Overflow { key, record, cas } => (
+                        key,
+                        Record {
+                            fingerprint,
+                            ..record
+                        },
+                        cas,
+                        |p| p.overflow += 1,
+                    ),
+                    Found::NoRoom => {
+                        self.note(|p| p.no_room += 1);
+                        return Err(Contended);
+                    }
+                };
             let (result, write) = decide(base);
             let Some(record) = write else {
                 return Ok(result);
             };
             match store.set(&slot_key, &record.encode(), cas) {
-                Ok(()) => return Ok(result),
+                Ok(()) => {
+                    self.note(event);
+                    return Ok(result);
+                }
                 Err(SetError::CasMismatch) => continue,
                 Err(SetError::Failed) => return Err(Contended),
             }
@@ -140,21 +233,19 @@ impl SlotTable {
         Err(Contended)
     }
 
-    /// Reads without writing (e.g. "is this address locked out?").
-    pub fn read(
-        &self,
-        store: &mut dyn CounterStore,
-        namespace: &str,
-        key: &str,
-        idle: impl Fn(&Record) -> bool,
-    ) -> Option<Record> {
+    /// The key's own record, if it has one in its probe slots (never the overflow record, which
+    /// belongs to no key: e.g. "is this address locked out?" is never answered by another's).
+    pub fn read(&self, store: &mut dyn CounterStore, namespace: &str, key: &str) -> Option<Record> {
         let fingerprint = self.fingerprint(namespace, key);
         let home = u32::try_from(fingerprint % u64::from(self.slots)).unwrap_or(0);
-        let (_, record, _) = self.find(store, namespace, fingerprint, home, &idle);
-        (record.fingerprint == fingerprint).then_some(record)
+        (0..PROBES).find_map(|probe| {
+            let (bytes, _) = store.get(&self.slot_key((home + probe) % self.slots))?;
+            let record = Record::decode(&bytes);
+            (record.fingerprint == fingerprint).then_some(record)
+        })
     }
 
-    /// The slot for `fingerprint`: its own, else an empty or idle one, else the overflow record.
+    /// The slot for `fingerprint`: its own, else an empty or idle one, else as `when_full` says.
     fn find(
         &self,
         store: &mut dyn CounterStore,
@@ -162,8 +253,11 @@ impl SlotTable {
         fingerprint: u64,
         home: u32,
         idle: &impl Fn(&Record) -> bool,
-    ) -> (String, Record, Option<u32>) {
+        when_full: WhenFull<'_>,
+    ) -> Found {
         let mut claimable: Option<(String, Record, Option<u32>)> = None;
+        // The live record ranked lowest so far, with its rank.
+        let mut victim: Option<(i64, String, Record, Option<u32>)> = None;
         for probe in 0..PROBES {
             let key = self.slot_key((home + probe) % self.slots);
             let (record, cas) = match store.get(&key) {
@@ -171,35 +265,49 @@ impl SlotTable {
                 None => (Record::default(), None),
             };
             if record.fingerprint == fingerprint {
-                return (key, record, cas);
+                return Found::Slot {
+                    key,
+                    record,
+                    cas,
+                    evicts: false,
+                };
             }
             if claimable.is_none() && (record.fingerprint == 0 || idle(&record)) {
                 claimable = Some((key, record, cas));
+            } else if let WhenFull::Evict(rank) = when_full {
+                if let Some(r) = rank(&record) {
+                    if victim.as_ref().is_none_or(|(lowest, ..)| r < *lowest) {
+                        victim = Some((r, key, record, cas));
+                    }
+                }
             }
         }
-        if let Some(found) = claimable {
-            return found;
+        if let Some((key, record, cas)) = claimable {
+            return Found::Slot {
+                key,
+                record,
+                cas,
+                evicts: false,
+            };
         }
-        let key = format!("{}overflow:{namespace}", self.prefix);
-        match store.get(&key) {
-            // The overflow record is shared by every key that found no slot: it keeps its own
-            // fingerprint so `update` treats it as the key's record.
-            Some((bytes, cas)) => (
-                key,
-                Record {
-                    fingerprint,
-                    ..Record::decode(&bytes)
+        match when_full {
+            WhenFull::Evict(_) => match victim {
+                Some((_, key, record, cas)) => Found::Slot {
+                    key,
+                    record,
+                    cas,
+                    evicts: true,
                 },
-                Some(cas),
-            ),
-            None => (
-                key,
-                Record {
-                    fingerprint,
-                    ..Record::default()
-                },
-                None,
-            ),
+                None => Found::NoRoom,
+            },
+            WhenFull::Overflow => {
+                let key = format!("{}overflow:{namespace}", self.prefix);
+                let (record, cas) = match store.get(&key) {
+                    Some((bytes, cas)) => (Record::decode(&bytes), Some(cas)),
+                    None => (Record::default(), None),
+                };
+                Found::Overflow { key, record, cas }
+            }
         }
     }
 }
@@ -222,6 +330,7 @@ mod tests {
             "ns",
             key,
             |_| false,
+            WhenFull::Overflow,
             |mut r| {
                 if r.a >= limit {
                     (false, None)
@@ -298,6 +407,7 @@ mod tests {
                     "ns",
                     &format!("old-{i}"),
                     |_| false,
+                    WhenFull::Overflow,
                     |mut r| {
                         r.a = 1;
                         ((), Some(r))
@@ -312,16 +422,75 @@ mod tests {
                 "ns",
                 "new",
                 |r| r.a == 1,
+                WhenFull::Overflow,
                 |mut r| {
                     r.a = 2;
                     ((), Some(r))
                 },
             )
             .unwrap();
-        assert_eq!(
-            table.read(&mut store, "ns", "new", |_| false).map(|r| r.a),
-            Some(2)
-        );
+        assert_eq!(table.read(&mut store, "ns", "new").map(|r| r.a), Some(2));
         assert_eq!(store.len(), 4);
+    }
+
+    /// Counts like [`count`], but a full table evicts the record with the lowest `a` (unless it
+    /// is `a >= protect`).
+    fn count_evicting(table: &SlotTable, store: &mut MemoryStore, key: &str, protect: i64) -> bool {
+        let rank = |r: &Record| (r.a < protect).then_some(r.a);
+        table
+            .update(
+                store,
+                "ns",
+                key,
+                |_| false,
+                WhenFull::Evict(&rank),
+                |mut r| {
+                    r.a += 1;
+                    (true, Some(r))
+                },
+            )
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn a_full_table_evicts_the_lowest_ranked_record_and_never_shares_one() {
+        let table = SlotTable::new("t:", 4, (1, 2));
+        let mut store = MemoryStore::default();
+        table.create_slots(&mut store);
+        // A heavy key, then a flood of fresh ones: each newcomer gets a record of its own.
+        for _ in 0..5 {
+            assert!(count_evicting(&table, &mut store, "heavy", 100));
+        }
+        for i in 0..1000 {
+            assert!(count_evicting(
+                &table,
+                &mut store,
+                &format!("flood-{i}"),
+                100
+            ));
+            let own = table.read(&mut store, "ns", &format!("flood-{i}")).unwrap();
+            assert_eq!(
+                own.a, 1,
+                "a newcomer starts afresh, never with another's count"
+            );
+        }
+        // The heavy key kept its count: the flood evicted only lighter records.
+        assert_eq!(table.read(&mut store, "ns", "heavy").map(|r| r.a), Some(5));
+        assert_eq!(store.len(), 4, "no overflow record");
+        let pressure = table.take_pressure();
+        assert_eq!(pressure.evicted, 997);
+        assert_eq!((pressure.no_room, pressure.overflow), (0, 0));
+        assert_eq!(table.take_pressure(), Pressure::default());
+        // Nothing evictable: the update is not made, and no one else's record is touched.
+        let fresh = SlotTable::new("u:", 4, (3, 4));
+        fresh.create_slots(&mut store);
+        for i in 0..4 {
+            for _ in 0..3 {
+                count_evicting(&fresh, &mut store, &format!("locked-{i}"), 2);
+            }
+        }
+        assert!(!count_evicting(&fresh, &mut store, "newcomer", 2));
+        assert_eq!(fresh.read(&mut store, "ns", "newcomer"), None);
+        assert_eq!(fresh.take_pressure().no_room, 1);
     }
 }

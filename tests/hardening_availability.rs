@@ -1,0 +1,204 @@
+//! Availability under attack through a real Envoy (issue 20): what many addresses do to
+//! finguard's shared tables costs them, not others. Client addresses vary through
+//! `x-forwarded-for` with `rate_limits.trusted_forwarded_hops: 1`; the tables are tiny
+//! (`slots: 16`) so that a few hundred addresses fill them.
+//!
+//! - Lockout table: thousands of failing addresses never lock out an address that did not fail
+//!   itself (nor the plain TCP peer), and a lock in force is not taken over.
+//! - Rate-limit table: full of an attacker's live buckets, a newcomer still gets a bucket of its
+//!   own (no shared, drained overflow bucket), and a heavy client's debt is kept.
+//! - Both export their pressure as metrics.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use testkit::problem::assert_problem;
+use testkit::{config, eventually, Algorithm, Request, Stack, TokenBuilder};
+
+fn cfg(rate_limits: Value) -> Value {
+    json!({
+        "mode": "enforce",
+        "providers": [config::hs_provider()],
+        "rate_limits": rate_limits,
+        "routes": [
+            {"id": "health", "match": {"methods": ["GET"], "path": "/healthz"}, "public": true},
+            {"id": "whoami", "match": {"methods": ["GET"], "path": "/v1/whoami"}},
+            {"id": "rates", "match": {"methods": ["GET"], "path": "/v1/rates"}, "public": true,
+             "rate_limit": [{"name": "per-address", "key": ["address"], "requests": 3, "per_seconds": 3600}]}
+        ]
+    })
+}
+
+fn valid() -> String {
+    TokenBuilder::new(Algorithm::HS256).sign()
+}
+
+/// A token whose signature no longer verifies (same length, canonical base64url).
+fn forged() -> String {
+    let token = valid();
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    let replacement = if signature.starts_with('A') { 'B' } else { 'A' };
+    format!("{signed}.{replacement}{}", &signature[1..])
+}
+
+fn start(cfg: &Value) -> Stack {
+    let stack = Stack::start(cfg);
+    assert_eq!(
+        stack.envoy.get("/healthz").send().status,
+        200,
+        "finguard refused the configuration:\n{}",
+        stack.envoy.logs()
+    );
+    stack
+}
+
+/// Sends `requests` from 4 threads; returns the statuses in order.
+fn send_all(requests: &[Request]) -> Vec<u16> {
+    let next = AtomicUsize::new(0);
+    let statuses: Vec<AtomicUsize> = requests.iter().map(|_| AtomicUsize::new(0)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(request) = requests.get(i) else {
+                    return;
+                };
+                statuses[i].store(usize::from(request.send().status), Ordering::SeqCst);
+            });
+        }
+    });
+    statuses
+        .iter()
+        .map(|s| u16::try_from(s.load(Ordering::SeqCst)).unwrap())
+        .collect()
+}
+
+/// A counter finguard defined (Envoy prefixes `wasmcustom.`), once it is above zero.
+fn counter_above_zero(stack: &Stack, name: &str) -> u64 {
+    let name = format!("wasmcustom.{name}");
+    eventually(Duration::from_secs(10), || {
+        let stats = stack.envoy.admin("/stats").ok()?;
+        let value: u64 = stats
+            .text()
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())?;
+        (value > 0).then_some(value)
+    })
+    .unwrap_or_else(|| panic!("{name} never counted"))
+}
+
+#[test]
+fn no_address_is_locked_out_by_what_other_addresses_do() {
+    let stack = start(&cfg(json!({
+        "slots": 16, "trusted_forwarded_hops": 1,
+        "lockout": {"failures": 3, "window_seconds": 600, "lock_seconds": 600}
+    })));
+    let e = &stack.envoy;
+    let whoami = |address: Option<&str>, token: &str| {
+        let request = e.get("/v1/whoami").bearer(token);
+        match address {
+            Some(address) => request.header("x-forwarded-for", address),
+            None => request,
+        }
+    };
+    // A guesser locks itself out.
+    for _ in 0..3 {
+        assert_eq!(whoami(Some("203.0.113.66"), &forged()).send().status, 401);
+    }
+    assert_problem(
+        &whoami(Some("203.0.113.66"), &valid()).send(),
+        429,
+        "auth-locked-out",
+    );
+    // Then 100 addresses fail to the limit, filling the 16-slot table with locks in force.
+    let attack: Vec<Request> = (0..100)
+        .flat_map(|i| {
+            let address = format!("2001:db8::{i:x}");
+            (0..3).map(move |_| (address.clone(), forged()))
+        })
+        .map(|(address, token)| whoami(Some(&address), &token))
+        .collect();
+    let statuses = send_all(&attack);
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    // Innocent addresses, and the plain TCP peer, are served.
+    for innocent in [Some("198.51.100.7"), Some("2001:db8:1::1"), None] {
+        let response = whoami(innocent, &valid()).send();
+        assert_eq!(response.status, 200, "{innocent:?}: {response:?}");
+    }
+    // The guesser's lock in force was not taken over by the flood.
+    assert_problem(
+        &whoami(Some("203.0.113.66"), &valid()).send(),
+        429,
+        "auth-locked-out",
+    );
+    counter_above_zero(
+        &stack,
+        "finguard.table_pressure.table.lockouts.event.no_room",
+    );
+}
+
+#[test]
+fn a_full_rate_limit_table_still_gives_a_newcomer_its_own_bucket() {
+    let stack = start(&cfg(json!({"slots": 16, "trusted_forwarded_hops": 1})));
+    let e = &stack.envoy;
+    let rates = |address: &str| e.get("/v1/rates").header("x-forwarded-for", address);
+    // A heavy client spends its 3 requests.
+    for _ in 0..3 {
+        assert_eq!(rates("203.0.113.66").send().status, 200);
+    }
+    assert_problem(&rates("203.0.113.66").send(), 429, "rate-limited");
+    // 200 fresh addresses, one request each: every one is a live bucket for an hour.
+    let flood: Vec<Request> = (0..200)
+        .map(|i| rates(&format!("2001:db8::{i:x}")))
+        .collect();
+    let statuses = send_all(&flood);
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "a newcomer of the flood was refused: {statuses:?}"
+    );
+    // A newcomer gets its own full bucket, not a drained shared one.
+    for _ in 0..3 {
+        let response = rates("198.51.100.7").send();
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    assert_problem(&rates("198.51.100.7").send(), 429, "rate-limited");
+    // The heavy client's debt was kept: the flood evicted lighter buckets first.
+    assert_problem(&rates("203.0.113.66").send(), 429, "rate-limited");
+    counter_above_zero(
+        &stack,
+        "finguard.table_pressure.table.buckets.event.evicted",
+    );
+}
+
+#[test]
+fn a_replayed_forged_token_costs_one_verification_not_the_budget_of_others() {
+    let mut config = cfg(json!({}));
+    // Five cold verifications per worker per hour: a replay that cost one each would drain it.
+    config["verification_budget"] = json!({"requests": 5, "per_seconds": 3600});
+    let stack = start(&config);
+    let e = &stack.envoy;
+    let forged = forged();
+    let replay: Vec<Request> = (0..100)
+        .map(|_| e.get("/v1/whoami").bearer(&forged))
+        .collect();
+    let statuses = send_all(&replay);
+    assert!(
+        statuses.iter().all(|s| *s == 401),
+        "the forged token is refused, never overloads: {statuses:?}"
+    );
+    // Another client's fresh tokens still verify (each worker spent at most one unit).
+    for _ in 0..3 {
+        let response = e.get("/v1/whoami").bearer(&valid()).send();
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    // The replay is still refused for what it is, after the fresh tokens.
+    let response = e.get("/v1/whoami").bearer(&forged).send();
+    assert_problem(&response, 401, "signature-invalid");
+}
