@@ -6,15 +6,16 @@
 //! algorithm confusion (an HS256 token "signed" with an RSA public key) impossible: there is no
 //! code path that turns an RSA key into an HMAC secret.
 
-use super::crypto::PublicKey;
+use super::crypto::{self, PublicKey};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 /// Upper bound on keys kept from one JWKS: a token without `kid` is tried against each compatible
 /// key, so the count bounds the signature work one token can cause.
 pub const MAX_KEYS: usize = 32;
-/// RSA moduli below 2048 bits are refused (NIST SP 800-131A).
-const MIN_RSA_MODULUS_BYTES: usize = 256;
+/// RSA moduli below 2048 bits are refused (NIST SP 800-131A). Bits, not bytes: a 2041 to
+/// 2047-bit modulus also takes 256 bytes.
+pub const MIN_RSA_MODULUS_BITS: usize = 2048;
 /// HMAC secrets shorter than the hash output are refused (RFC 7518 section 3.2).
 const fn min_hmac_secret_bytes(alg: Algorithm) -> usize {
     match alg {
@@ -232,8 +233,14 @@ fn parse_key(
             let n = decode_b64url("n", jwk.n.as_ref())?;
             let e = decode_b64url("e", jwk.e.as_ref())?;
             let n = strip_leading_zeros(&n);
-            if n.len() < MIN_RSA_MODULUS_BYTES {
+            let bits = n
+                .first()
+                .map_or(0, |&top| 8 * n.len() - top.leading_zeros() as usize);
+            if bits < MIN_RSA_MODULUS_BITS {
                 return Err("RSA modulus shorter than 2048 bits".into());
+            }
+            if crypto::roca::has_fingerprint(n) {
+                return Err("RSA modulus has the ROCA fingerprint (CVE-2017-15361)".into());
             }
             if e.is_empty() || e.len() > 8 {
                 return Err("RSA exponent out of range".into());
@@ -362,6 +369,81 @@ mod tests {
         assert_eq!(set.candidates(Some("h"), Algorithm::HS256).count(), 1);
         // 34-byte secret: too short for HS384.
         assert_eq!(set.candidates(Some("h"), Algorithm::HS384).count(), 0);
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Class 9 of issue #19: the 2048-bit floor counts bits (a 2041 to 2047-bit modulus also
+    /// takes 256 bytes), ROCA moduli are refused, and small-order Ed25519 keys never load; from
+    /// an inline set (an error naming the entry) and a remote one (the entry dropped) alike.
+    #[test]
+    fn key_hygiene_applies_to_inline_and_remote_sets() {
+        let good = rsa_jwk("good");
+        let mut weak = Vec::new();
+        for bits in 2041..=2047 {
+            // An odd modulus of exactly `bits` bits in 256 bytes.
+            let mut n = vec![0xc5u8; 256];
+            n[0] = 0xff >> (2048 - bits);
+            weak.push((
+                format!(
+                    r#"{{"kty":"RSA","kid":"weak","n":"{}","e":"AQAB"}}"#,
+                    b64(&n)
+                ),
+                "shorter than 2048 bits",
+            ));
+        }
+        // With a leading zero byte: 257 bytes, still 2047 bits.
+        let mut n = vec![0xc5u8; 257];
+        n[0] = 0;
+        n[1] = 0x7f;
+        weak.push((
+            format!(
+                r#"{{"kty":"RSA","kid":"weak","n":"{}","e":"AQAB"}}"#,
+                b64(&n)
+            ),
+            "shorter than 2048 bits",
+        ));
+        weak.push((
+            format!(
+                r#"{{"kty":"RSA","kid":"weak","n":"{}","e":"AQAB"}}"#,
+                crypto::roca::tests::ROCA_N
+            ),
+            "ROCA",
+        ));
+        for encoding in crypto::tests::small_order_encodings() {
+            weak.push((
+                format!(
+                    r#"{{"kty":"OKP","crv":"Ed25519","kid":"weak","x":"{}"}}"#,
+                    b64(&encoding)
+                ),
+                "Ed25519 key",
+            ));
+        }
+        for (jwk, message) in &weak {
+            let doc = format!(r#"{{"keys":[{good},{jwk}]}}"#);
+            let err = KeySet::parse(doc.as_bytes(), KeyOrigin::Inline).unwrap_err();
+            assert!(
+                err.starts_with("keys[1]: ") && err.contains(message),
+                "{jwk}: {err}"
+            );
+            let set = KeySet::parse(doc.as_bytes(), KeyOrigin::Remote).unwrap();
+            assert_eq!(set.len(), 1, "{jwk}");
+            assert_eq!(set.candidates(Some("weak"), Algorithm::RS256).count(), 0);
+            assert_eq!(set.candidates(Some("weak"), Algorithm::EdDSA).count(), 0);
+            let alone = format!(r#"{{"keys":[{jwk}]}}"#);
+            assert!(KeySet::parse(alone.as_bytes(), KeyOrigin::Remote).is_err());
+        }
+        // Exactly 2048 bits still loads.
+        let mut n = vec![0xc5u8; 256];
+        n[0] = 0x80;
+        let exact = format!(
+            r#"{{"keys":[{{"kty":"RSA","n":"{}","e":"AQAB"}}]}}"#,
+            b64(&n)
+        );
+        assert!(KeySet::parse(exact.as_bytes(), KeyOrigin::Inline).is_ok());
     }
 
     #[test]
