@@ -150,6 +150,33 @@ impl KeySet {
                 Err(_) => {}
             }
         }
+        // An inline set holds symmetric keys or public keys, never both: which kind judges a
+        // token must not depend on what the token claims (Wycheproof `MixedKeySet`).
+        let symmetric = keys.iter().filter(|k| k.family == KeyFamily::Hmac).count();
+        if symmetric > 0 && symmetric < keys.len() {
+            return Err("symmetric and public keys in one key set".into());
+        }
+        // Two keys of one family under one `kid` make the key a token names ambiguous (RFC 7517
+        // section 4.5; Wycheproof `DuplicateKid`). Inline: an error; remote: both are dropped.
+        let ambiguous = |a: &VerificationKey, b: &VerificationKey| {
+            a.kid.is_some() && a.kid == b.kid && a.family == b.family
+        };
+        let duplicated: Vec<bool> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                keys.iter()
+                    .enumerate()
+                    .any(|(j, b)| i != j && ambiguous(a, b))
+            })
+            .collect();
+        if duplicated.iter().any(|&d| d) {
+            if origin == KeyOrigin::Inline {
+                return Err("two keys of one type share a \"kid\"".into());
+            }
+            let mut flags = duplicated.into_iter();
+            keys.retain(|_| !flags.next().unwrap_or(true));
+        }
         if keys.is_empty() {
             return Err("no usable verification key".into());
         }
@@ -444,6 +471,39 @@ mod tests {
             b64(&n)
         );
         assert!(KeySet::parse(exact.as_bytes(), KeyOrigin::Inline).is_ok());
+    }
+
+    #[test]
+    fn duplicate_kids_and_mixed_sets_are_ambiguous() {
+        let secret = r#"{"kty":"oct","kid":"h","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI"}"#;
+        let other = r#"{"kty":"oct","kid":"h","k":"b3RoZXJzZWNyZXRvdGhlcnNlY3JldG90aGVyc2VjcmV0"}"#;
+        let dup = format!(r#"{{"keys":[{secret},{other}]}}"#);
+        let err = KeySet::parse(dup.as_bytes(), KeyOrigin::Inline).unwrap_err();
+        assert!(err.contains("kid"), "{err}");
+        let mixed = format!(r#"{{"keys":[{secret},{}]}}"#, rsa_jwk("a"));
+        let err = KeySet::parse(mixed.as_bytes(), KeyOrigin::Inline).unwrap_err();
+        assert!(err.contains("symmetric and public"), "{err}");
+        // Remote: the two keys named "a" are dropped, "b" stays; "a" alone is no key set.
+        let remote = format!(
+            r#"{{"keys":[{},{},{}]}}"#,
+            rsa_jwk("a"),
+            rsa_jwk("a"),
+            rsa_jwk("b")
+        );
+        let set = KeySet::parse(remote.as_bytes(), KeyOrigin::Remote).unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.candidates(Some("a"), Algorithm::RS256).count(), 0);
+        let only_a = format!(r#"{{"keys":[{},{}]}}"#, rsa_jwk("a"), rsa_jwk("a"));
+        assert!(KeySet::parse(only_a.as_bytes(), KeyOrigin::Remote).is_err());
+        // One kid for keys of two types is not ambiguous: the token's alg picks the type.
+        let ed = r#"{"kty":"OKP","crv":"Ed25519","kid":"a","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+        let two_types = format!(r#"{{"keys":[{},{ed}]}}"#, rsa_jwk("a"));
+        assert_eq!(
+            KeySet::parse(two_types.as_bytes(), KeyOrigin::Inline)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]
