@@ -113,3 +113,5 @@ fn hmac_ok<M: Mac + hmac::digest::KeyInit>(secret: &[u8], message: &[u8], tag: &
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod wycheproof_tests;
