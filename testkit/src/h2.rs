@@ -324,13 +324,45 @@ fn status_of(block: &[u8]) -> Option<u16> {
     // without 0x08, never indexed 0x18), then a plain (non-Huffman) short value.
     if matches!(first, 0x48 | 0x08 | 0x18) {
         let len = *block.get(1)?;
+        let value = block.get(2..2 + (len & 0x7f) as usize)?;
         if len & 0x80 != 0 {
-            return None; // Huffman: three digits never get shorter, Envoy sends them plain.
+            // Huffman: shorter for some statuses ("401": 16 bits, not 24), so Envoy uses it.
+            return huffman_digits(value)?.parse().ok();
         }
-        let value = block.get(2..2 + len as usize)?;
         return std::str::from_utf8(value).ok()?.parse().ok();
     }
     None
+}
+
+/// Decodes a Huffman-coded string of decimal digits (RFC 7541 Appendix B: '0'-'2' are the
+/// 5-bit codes 0-2, '3'-'9' the 6-bit codes 0x19-0x1f; padding is up to 7 one bits).
+fn huffman_digits(bytes: &[u8]) -> Option<String> {
+    let total = bytes.len() * 8;
+    let bit = |i: usize| (bytes[i / 8] >> (7 - i % 8)) & 1;
+    let read = |at: usize, n: usize| (at..at + n).fold(0u8, |v, i| (v << 1) | bit(i));
+    let mut out = String::new();
+    let mut at = 0;
+    while at < total {
+        let rest = total - at;
+        if rest < 8 && (at..total).all(|i| bit(i) == 1) {
+            break;
+        }
+        if rest < 5 {
+            return None;
+        }
+        match read(at, 5) {
+            v @ 0..=2 => {
+                out.push(char::from(b'0' + v));
+                at += 5;
+            }
+            _ if rest >= 6 && (0x19..=0x1f).contains(&read(at, 6)) => {
+                out.push(char::from(b'3' + read(at, 6) - 0x19));
+                at += 6;
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -348,5 +380,8 @@ mod tests {
         assert_eq!(status_of(&[0x88]), Some(200));
         assert_eq!(status_of(b"\x48\x03403"), Some(403));
         assert_eq!(status_of(&[0x82]), None);
+        // "401" Huffman-coded: 011010 00000 00001, padded with ones.
+        assert_eq!(status_of(&[0x48, 0x82, 0x68, 0x01]), Some(401));
+        assert_eq!(huffman_digits(&[0x68, 0x01]).as_deref(), Some("401"));
     }
 }
