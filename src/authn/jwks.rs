@@ -6,15 +6,16 @@
 //! algorithm confusion (an HS256 token "signed" with an RSA public key) impossible: there is no
 //! code path that turns an RSA key into an HMAC secret.
 
-use super::crypto::PublicKey;
+use super::crypto::{self, PublicKey};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 /// Upper bound on keys kept from one JWKS: a token without `kid` is tried against each compatible
 /// key, so the count bounds the signature work one token can cause.
 pub const MAX_KEYS: usize = 32;
-/// RSA moduli below 2048 bits are refused (NIST SP 800-131A).
-const MIN_RSA_MODULUS_BYTES: usize = 256;
+/// RSA moduli below 2048 bits are refused (NIST SP 800-131A). Bits, not bytes: a 2041 to
+/// 2047-bit modulus also takes 256 bytes.
+pub const MIN_RSA_MODULUS_BITS: usize = 2048;
 /// HMAC secrets shorter than the hash output are refused (RFC 7518 section 3.2).
 const fn min_hmac_secret_bytes(alg: Algorithm) -> usize {
     match alg {
@@ -149,6 +150,33 @@ impl KeySet {
                 Err(_) => {}
             }
         }
+        // An inline set holds symmetric keys or public keys, never both: which kind judges a
+        // token must not depend on what the token claims (Wycheproof `MixedKeySet`).
+        let symmetric = keys.iter().filter(|k| k.family == KeyFamily::Hmac).count();
+        if symmetric > 0 && symmetric < keys.len() {
+            return Err("symmetric and public keys in one key set".into());
+        }
+        // Two keys of one family under one `kid` make the key a token names ambiguous (RFC 7517
+        // section 4.5; Wycheproof `DuplicateKid`). Inline: an error; remote: both are dropped.
+        let ambiguous = |a: &VerificationKey, b: &VerificationKey| {
+            a.kid.is_some() && a.kid == b.kid && a.family == b.family
+        };
+        let duplicated: Vec<bool> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                keys.iter()
+                    .enumerate()
+                    .any(|(j, b)| i != j && ambiguous(a, b))
+            })
+            .collect();
+        if duplicated.iter().any(|&d| d) {
+            if origin == KeyOrigin::Inline {
+                return Err("two keys of one type share a \"kid\"".into());
+            }
+            let mut flags = duplicated.into_iter();
+            keys.retain(|_| !flags.next().unwrap_or(true));
+        }
         if keys.is_empty() {
             return Err("no usable verification key".into());
         }
@@ -232,8 +260,14 @@ fn parse_key(
             let n = decode_b64url("n", jwk.n.as_ref())?;
             let e = decode_b64url("e", jwk.e.as_ref())?;
             let n = strip_leading_zeros(&n);
-            if n.len() < MIN_RSA_MODULUS_BYTES {
+            let bits = n
+                .first()
+                .map_or(0, |&top| 8 * n.len() - top.leading_zeros() as usize);
+            if bits < MIN_RSA_MODULUS_BITS {
                 return Err("RSA modulus shorter than 2048 bits".into());
+            }
+            if crypto::roca::has_fingerprint(n) {
+                return Err("RSA modulus has the ROCA fingerprint (CVE-2017-15361)".into());
             }
             if e.is_empty() || e.len() > 8 {
                 return Err("RSA exponent out of range".into());
@@ -362,6 +396,114 @@ mod tests {
         assert_eq!(set.candidates(Some("h"), Algorithm::HS256).count(), 1);
         // 34-byte secret: too short for HS384.
         assert_eq!(set.candidates(Some("h"), Algorithm::HS384).count(), 0);
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Class 9 of issue #19: the 2048-bit floor counts bits (a 2041 to 2047-bit modulus also
+    /// takes 256 bytes), ROCA moduli are refused, and small-order Ed25519 keys never load; from
+    /// an inline set (an error naming the entry) and a remote one (the entry dropped) alike.
+    #[test]
+    fn key_hygiene_applies_to_inline_and_remote_sets() {
+        let good = rsa_jwk("good");
+        let mut weak = Vec::new();
+        for bits in 2041..=2047 {
+            // An odd modulus of exactly `bits` bits in 256 bytes.
+            let mut n = vec![0xc5u8; 256];
+            n[0] = 0xff >> (2048 - bits);
+            weak.push((
+                format!(
+                    r#"{{"kty":"RSA","kid":"weak","n":"{}","e":"AQAB"}}"#,
+                    b64(&n)
+                ),
+                "shorter than 2048 bits",
+            ));
+        }
+        // With a leading zero byte: 257 bytes, still 2047 bits.
+        let mut n = vec![0xc5u8; 257];
+        n[0] = 0;
+        n[1] = 0x7f;
+        weak.push((
+            format!(
+                r#"{{"kty":"RSA","kid":"weak","n":"{}","e":"AQAB"}}"#,
+                b64(&n)
+            ),
+            "shorter than 2048 bits",
+        ));
+        weak.push((
+            format!(
+                r#"{{"kty":"RSA","kid":"weak","n":"{}","e":"AQAB"}}"#,
+                crypto::roca::tests::ROCA_N
+            ),
+            "ROCA",
+        ));
+        for encoding in crypto::tests::small_order_encodings() {
+            weak.push((
+                format!(
+                    r#"{{"kty":"OKP","crv":"Ed25519","kid":"weak","x":"{}"}}"#,
+                    b64(&encoding)
+                ),
+                "Ed25519 key",
+            ));
+        }
+        for (jwk, message) in &weak {
+            let doc = format!(r#"{{"keys":[{good},{jwk}]}}"#);
+            let err = KeySet::parse(doc.as_bytes(), KeyOrigin::Inline).unwrap_err();
+            assert!(
+                err.starts_with("keys[1]: ") && err.contains(message),
+                "{jwk}: {err}"
+            );
+            let set = KeySet::parse(doc.as_bytes(), KeyOrigin::Remote).unwrap();
+            assert_eq!(set.len(), 1, "{jwk}");
+            assert_eq!(set.candidates(Some("weak"), Algorithm::RS256).count(), 0);
+            assert_eq!(set.candidates(Some("weak"), Algorithm::EdDSA).count(), 0);
+            let alone = format!(r#"{{"keys":[{jwk}]}}"#);
+            assert!(KeySet::parse(alone.as_bytes(), KeyOrigin::Remote).is_err());
+        }
+        // Exactly 2048 bits still loads.
+        let mut n = vec![0xc5u8; 256];
+        n[0] = 0x80;
+        let exact = format!(
+            r#"{{"keys":[{{"kty":"RSA","n":"{}","e":"AQAB"}}]}}"#,
+            b64(&n)
+        );
+        assert!(KeySet::parse(exact.as_bytes(), KeyOrigin::Inline).is_ok());
+    }
+
+    #[test]
+    fn duplicate_kids_and_mixed_sets_are_ambiguous() {
+        let secret = r#"{"kty":"oct","kid":"h","k":"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0MTI"}"#;
+        let other = r#"{"kty":"oct","kid":"h","k":"b3RoZXJzZWNyZXRvdGhlcnNlY3JldG90aGVyc2VjcmV0"}"#;
+        let dup = format!(r#"{{"keys":[{secret},{other}]}}"#);
+        let err = KeySet::parse(dup.as_bytes(), KeyOrigin::Inline).unwrap_err();
+        assert!(err.contains("kid"), "{err}");
+        let mixed = format!(r#"{{"keys":[{secret},{}]}}"#, rsa_jwk("a"));
+        let err = KeySet::parse(mixed.as_bytes(), KeyOrigin::Inline).unwrap_err();
+        assert!(err.contains("symmetric and public"), "{err}");
+        // Remote: the two keys named "a" are dropped, "b" stays; "a" alone is no key set.
+        let remote = format!(
+            r#"{{"keys":[{},{},{}]}}"#,
+            rsa_jwk("a"),
+            rsa_jwk("a"),
+            rsa_jwk("b")
+        );
+        let set = KeySet::parse(remote.as_bytes(), KeyOrigin::Remote).unwrap();
+        assert_eq!(set.len(), 1);
+        assert_eq!(set.candidates(Some("a"), Algorithm::RS256).count(), 0);
+        let only_a = format!(r#"{{"keys":[{},{}]}}"#, rsa_jwk("a"), rsa_jwk("a"));
+        assert!(KeySet::parse(only_a.as_bytes(), KeyOrigin::Remote).is_err());
+        // One kid for keys of two types is not ambiguous: the token's alg picks the type.
+        let ed = r#"{"kty":"OKP","crv":"Ed25519","kid":"a","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}"#;
+        let two_types = format!(r#"{{"keys":[{},{ed}]}}"#, rsa_jwk("a"));
+        assert_eq!(
+            KeySet::parse(two_types.as_bytes(), KeyOrigin::Inline)
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]

@@ -50,9 +50,11 @@ pub fn check_claims(
     if !provider.accepts_typ(token.typ.as_deref()) {
         return Err(Reason::TokenTypeInvalid);
     }
-    let exp = numeric_date(&token.claims, "exp")?.ok_or(Reason::ClaimMissing)?;
-    let nbf = numeric_date(&token.claims, "nbf")?;
-    let iat = numeric_date(&token.claims, "iat")?;
+    let exp = numeric_date(&token.claims, "exp", Rounding::Down)?.ok_or(Reason::ClaimMissing)?;
+    let nbf = numeric_date(&token.claims, "nbf", Rounding::Up)?;
+    let iat = numeric_date(&token.claims, "iat", Rounding::Up)?;
+    // Read by step-up (`max_age_seconds`, src/authz): the same rule, checked here once for all.
+    numeric_date(&token.claims, "auth_time", Rounding::Down)?;
     let skew = provider.clock_skew_seconds;
     check_window(exp, nbf, skew, now)?;
     if iat.is_some_and(|iat| iat > now.saturating_add(skew)) {
@@ -134,22 +136,58 @@ fn check_window(exp: i64, nbf: Option<i64>, skew: i64, now: i64) -> Result<(), R
     Ok(())
 }
 
-/// RFC 7519 NumericDate: seconds since the epoch, possibly fractional.
-fn numeric_date(claims: &Map<String, Value>, name: &str) -> Result<Option<i64>, Reason> {
+/// The first second finguard does not accept as a NumericDate: 10000-01-01T00:00:00Z. A time
+/// claim is a finite number in `0 ..= MAX_NUMERIC_DATE` (seconds since the epoch, RFC 7519
+/// section 2); anything else (negative, huge, `1e30`, `2^53`, a string, a boolean, `null`) is
+/// `claim-invalid`, never "far in the future" or "never expires".
+pub const NUMERIC_DATE_LIMIT: i64 = 253_402_300_800;
+/// The largest accepted NumericDate: 9999-12-31T23:59:59Z.
+pub const MAX_NUMERIC_DATE: i64 = NUMERIC_DATE_LIMIT - 1;
+
+/// Which way a fractional NumericDate is rounded: always toward the stricter reading of its
+/// claim, so a fraction never buys time (`exp` down, `nbf`/`iat` up, `auth_time` down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounding {
+    Down,
+    Up,
+}
+
+/// RFC 7519 NumericDate, checked: an integer or a fractional number (RFC 7519 allows both) in
+/// `0 ..= MAX_NUMERIC_DATE`; `-0` is 0. `None` for anything else.
+pub fn numeric_date_value(value: &Value, rounding: Rounding) -> Option<i64> {
+    let Value::Number(n) = value else {
+        return None;
+    };
+    let seconds = if let Some(i) = n.as_i64() {
+        i
+    } else if n.is_u64() {
+        // Above i64::MAX: far beyond the limit.
+        return None;
+    } else {
+        let f = n.as_f64()?;
+        if !f.is_finite() || !(0.0..NUMERIC_DATE_LIMIT as f64).contains(&f) {
+            return None;
+        }
+        // In range, so the conversion is exact for the integral part.
+        match rounding {
+            Rounding::Down => f.floor() as i64,
+            Rounding::Up => f.ceil() as i64,
+        }
+    };
+    (0..=MAX_NUMERIC_DATE).contains(&seconds).then_some(seconds)
+}
+
+/// A time claim: absent is `None`; present but not a valid NumericDate is `claim-invalid`.
+fn numeric_date(
+    claims: &Map<String, Value>,
+    name: &str,
+    rounding: Rounding,
+) -> Result<Option<i64>, Reason> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::Number(n)) => {
-            if let Some(i) = n.as_i64() {
-                Ok(Some(i))
-            } else {
-                match n.as_f64() {
-                    // Saturating float-to-int conversion: absurd dates stay absurd, not wrapped.
-                    Some(f) if f.is_finite() => Ok(Some(f.floor() as i64)),
-                    _ => Err(Reason::ClaimInvalid),
-                }
-            }
-        }
-        Some(_) => Err(Reason::ClaimInvalid),
+        Some(value) => numeric_date_value(value, rounding)
+            .map(Some)
+            .ok_or(Reason::ClaimInvalid),
     }
 }
 
@@ -304,6 +342,86 @@ mod tests {
             check_claims(&token(good(), Algorithm::PS256), &p, NOW).unwrap_err(),
             Reason::AlgorithmNotAllowed
         );
+    }
+
+    /// Class 8 of issue #19: a validly signed token must not be "never expiring" because its
+    /// time claim is absurd. Every claim read as a NumericDate follows one rule.
+    #[test]
+    fn time_claims_must_be_sane_numeric_dates() {
+        // The lifetime bound must not be what refuses the absurd values.
+        let mut p = provider();
+        p.max_lifetime_seconds = None;
+        // Parsed from text, as a token's payload is: serde_json's own reading of each spelling.
+        let bad = [
+            "1e30",
+            "18446744075509551616", // 2^64 + NOW
+            "18446744073709551615", // u64::MAX
+            "9223372036854775807",  // i64::MAX
+            "9007199254740992",     // 2^53
+            "253402300800",         // 10000-01-01T00:00:00Z
+            "253402300800.0",
+            "253402300799.5e0", // rounds up past the bound for nbf/iat
+            "1e308",
+            "-1",
+            "-1800000000",
+            "-0.5",
+            "-1e30",
+            "\"1800000300\"",
+            "true",
+            "false",
+            "null",
+            "[1800000300]",
+            "{\"$date\":1800000300}",
+        ];
+        for claim in ["exp", "nbf", "iat", "auth_time"] {
+            for text in bad {
+                let value: Value = serde_json::from_str(text).unwrap();
+                let claims = with(good(), claim, value);
+                let result = check_claims(&token(claims, Algorithm::RS256), &p, NOW);
+                // 253402300799.5 is a valid `exp` and `auth_time` (rounded down to the bound).
+                if text == "253402300799.5e0" && (claim == "exp" || claim == "auth_time") {
+                    assert!(result.is_ok(), "{claim}: {text}: {result:?}");
+                    continue;
+                }
+                assert_eq!(result.unwrap_err(), Reason::ClaimInvalid, "{claim}: {text}");
+            }
+        }
+        // Beyond f64 the payload is not JSON finguard reads: refused at parsing (`token-malformed`).
+        assert!(serde_json::from_str::<Value>("1e400").is_err());
+        // The bound itself and the neighbours that are plain dates.
+        assert_eq!(
+            numeric_date_value(&json!(253_402_300_799i64), Rounding::Up),
+            Some(MAX_NUMERIC_DATE)
+        );
+        for text in ["0", "-0", "-0.0", "0.0"] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                numeric_date_value(&value, Rounding::Down),
+                Some(0),
+                "{text}"
+            );
+        }
+        // Fractional dates are allowed (RFC 7519) and rounded toward the stricter reading.
+        let f: Value = serde_json::from_str("1800000000.25").unwrap();
+        assert_eq!(numeric_date_value(&f, Rounding::Down), Some(NOW));
+        assert_eq!(numeric_date_value(&f, Rounding::Up), Some(NOW + 1));
+        let e: Value = serde_json::from_str("1.8e9").unwrap();
+        assert_eq!(numeric_date_value(&e, Rounding::Down), Some(NOW));
+        // A legitimate long-lived `exp` below the bound still meets the lifetime rule, not this one.
+        assert_eq!(
+            check_claims(
+                &token(
+                    with(good(), "exp", json!(MAX_NUMERIC_DATE)),
+                    Algorithm::RS256
+                ),
+                &provider(),
+                NOW
+            )
+            .unwrap_err(),
+            Reason::TokenLifetimeTooLong
+        );
+        let ok = with(good(), "auth_time", json!(NOW - 10));
+        assert!(check_claims(&token(ok, Algorithm::RS256), &p, NOW).is_ok());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 pub mod decimal;
 
 use crate::authn::apikey::ApiKey;
-use crate::authn::verify::VerifiedToken;
+use crate::authn::verify::{numeric_date_value, Rounding, VerifiedToken};
 use crate::config::ConfigError;
 use crate::decision::Reason;
 use crate::json;
@@ -670,7 +670,7 @@ impl StepUp {
             None => true,
             Some(max) => claims
                 .get("auth_time")
-                .and_then(Value::as_i64)
+                .and_then(|at| numeric_date_value(at, Rounding::Down))
                 .is_some_and(|at| at <= now && now - at <= max),
         };
         acr_ok && amr_ok && age_ok

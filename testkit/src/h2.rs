@@ -326,7 +326,7 @@ fn status_of(block: &[u8]) -> Option<u16> {
         let len = *block.get(1)?;
         let value = block.get(2..2 + (len & 0x7f) as usize)?;
         if len & 0x80 != 0 {
-            // Huffman, which Envoy uses where it is shorter (`401` fits in two bytes).
+            // Huffman: shorter for some statuses ("401": 16 bits, not 24), so Envoy uses it.
             return huffman_digits(value)?.parse().ok();
         }
         return std::str::from_utf8(value).ok()?.parse().ok();
@@ -334,27 +334,32 @@ fn status_of(block: &[u8]) -> Option<u16> {
     None
 }
 
-/// Decodes a Huffman-coded string of ASCII digits (RFC 7541 Appendix B: `0`-`2` are the 5-bit
-/// codes 0-2, `3`-`9` the 6-bit codes 25-31); `None` for any other symbol or bad padding.
+/// Decodes a Huffman-coded string of decimal digits (RFC 7541 Appendix B: '0'-'2' are the
+/// 5-bit codes 0-2, '3'-'9' the 6-bit codes 0x19-0x1f; padding is up to 7 one bits).
 fn huffman_digits(bytes: &[u8]) -> Option<String> {
     let total = bytes.len() * 8;
     let bit = |i: usize| (bytes[i / 8] >> (7 - i % 8)) & 1;
-    let bits = |from: usize, n: usize| (from..from + n).fold(0u8, |acc, i| (acc << 1) | bit(i));
+    let read = |at: usize, n: usize| (at..at + n).fold(0u8, |v, i| (v << 1) | bit(i));
     let mut out = String::new();
     let mut at = 0;
     while at < total {
-        let left = total - at;
-        if left < 8 && bits(at, left) == (1u8 << left) - 1 {
-            break; // padding: the most significant bits of the EOS code, all ones
+        let rest = total - at;
+        if rest < 8 && (at..total).all(|i| bit(i) == 1) {
+            break;
         }
-        if left >= 5 && bits(at, 5) <= 2 {
-            out.push(char::from(b'0' + bits(at, 5)));
-            at += 5;
-        } else if left >= 6 && (25..=31).contains(&bits(at, 6)) {
-            out.push(char::from(b'3' + bits(at, 6) - 25));
-            at += 6;
-        } else {
+        if rest < 5 {
             return None;
+        }
+        match read(at, 5) {
+            v @ 0..=2 => {
+                out.push(char::from(b'0' + v));
+                at += 5;
+            }
+            _ if rest >= 6 && (0x19..=0x1f).contains(&read(at, 6)) => {
+                out.push(char::from(b'3' + read(at, 6) - 0x19));
+                at += 6;
+            }
+            _ => return None,
         }
     }
     Some(out)
@@ -375,14 +380,8 @@ mod tests {
         assert_eq!(status_of(&[0x88]), Some(200));
         assert_eq!(status_of(b"\x48\x03403"), Some(403));
         assert_eq!(status_of(&[0x82]), None);
-        // `401` Huffman-coded: 011010 00000 00001.
-        assert_eq!(
-            status_of(&[0x48, 0x82, 0b0110_1000, 0b0000_0001]),
-            Some(401)
-        );
-        assert_eq!(
-            huffman_digits(&[0b0110_1000, 0b0000_1100, 0b1111_1111]).as_deref(),
-            Some("403")
-        );
+        // "401" Huffman-coded: 011010 00000 00001, padded with ones.
+        assert_eq!(status_of(&[0x48, 0x82, 0x68, 0x01]), Some(401));
+        assert_eq!(huffman_digits(&[0x68, 0x01]).as_deref(), Some("401"));
     }
 }

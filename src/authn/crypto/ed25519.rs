@@ -1,5 +1,7 @@
 //! Ed25519 verification (RFC 8032 section 5.1.7, as `ed25519-dalek`'s `verify`: cofactorless,
-//! canonical `S` required) with a fixed-base table for the public key.
+//! canonical `S` required, `R` compared as encoded) with a fixed-base table for the public key.
+//! Keys are checked at load as `ed25519-dalek`'s `VerifyingKey::is_weak` and `verify_strict` do,
+//! and more: canonical encoding, not of small order, no small-order component.
 //!
 //! Verifying computes `[S]B - [k]A`. `ed25519-dalek` does it with one double-scalar
 //! multiplication: about 253 point doublings per token. Both B and A are fixed per key, so here
@@ -28,6 +30,21 @@ impl Ed25519Key {
         let a = CompressedEdwardsY(encoded)
             .decompress()
             .ok_or("Ed25519 key is not a curve point")?;
+        // Key hygiene (issue #19, class 9). A key of small order (the identity, the points of
+        // order 2, 4 and 8) makes `[S]B - [k]A` independent of the message: with A the identity
+        // the signature (R = identity, S = 0) verifies for anything. A non-canonical encoding
+        // (y not below p, or "negative" x = 0) names one of those points, or some point, twice;
+        // a key with a torsion component is never produced by key generation and is judged
+        // differently by cofactored and cofactorless verifiers. All three are refused at load.
+        if a.compress().0 != encoded {
+            return Err("Ed25519 key is not canonically encoded");
+        }
+        if a.is_small_order() {
+            return Err("Ed25519 key is of small order");
+        }
+        if !a.is_torsion_free() {
+            return Err("Ed25519 key has a small-order component");
+        }
         Ok(Ed25519Key {
             encoded,
             minus_a: -a,

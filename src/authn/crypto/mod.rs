@@ -18,6 +18,7 @@
 pub mod ed25519;
 pub mod p256;
 mod p256_field;
+pub mod roca;
 pub mod rsa;
 
 use hmac::{Hmac, Mac};
@@ -111,4 +112,6 @@ fn hmac_ok<M: Mac + hmac::digest::KeyInit>(secret: &[u8], message: &[u8], tag: &
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
+#[cfg(test)]
+mod wycheproof_tests;

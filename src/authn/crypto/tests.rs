@@ -21,7 +21,7 @@ fn jws(token: &str) -> (&str, Vec<u8>) {
 }
 
 // RFC 7515 appendix A.2 (RFC 7517 appendix A.1 key).
-const A2_N: &str = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
+pub(super) const A2_N: &str = "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
 const A2_JWS: &str = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ.cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujGbds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
 // RFC 7515 appendix A.3.
 const A3_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
@@ -37,7 +37,7 @@ const ED_JWS: &str = "eyJhbGciOiJFZERTQSJ9.RXhhbXBsZSBvZiBFZDI1NTE5IHNpZ25pbmc.h
 
 // testkit/fixtures: rsa-a and ec-a of jwks.json; signatures made with `openssl dgst -sign`
 // (PSS: rsa_pss_saltlen:digest, rsa_mgf1_md the same hash; ES256: DER converted to r || s).
-const FIXTURE_N: &str = "xtS3qNTlS9N49wokgDkHGG-nHYbXLpIc6Qx5gOvfP_IIbYzzpOzhKuBPeDySD9CKYJeBC4bEMN4rdlbY63t2IhQKBPxzPZI_xMH0mzp9S_D8151Xe-z2Xj0fGDzGYS9WeII5pgZVoNs3xLawaf-wgNGXvsFea5GXMNwbFZB2biOSfYaJ6PuYfxDfMVAkTfYYFTypOumgeVJz6W8SdizKBPBN9S1kLBo5LH7_MdiBcv_oDat2XpeJU8yBG4FZn2kdA6_BU1_yxcmp8WxRDUcs7_L08UAk2Z8v-e1TS_vOAq9fDNTZS8qMWpD6lNThqnBtSjFtT8NOKGRqI1gwIRiVLw";
+pub(super) const FIXTURE_N: &str = "xtS3qNTlS9N49wokgDkHGG-nHYbXLpIc6Qx5gOvfP_IIbYzzpOzhKuBPeDySD9CKYJeBC4bEMN4rdlbY63t2IhQKBPxzPZI_xMH0mzp9S_D8151Xe-z2Xj0fGDzGYS9WeII5pgZVoNs3xLawaf-wgNGXvsFea5GXMNwbFZB2biOSfYaJ6PuYfxDfMVAkTfYYFTypOumgeVJz6W8SdizKBPBN9S1kLBo5LH7_MdiBcv_oDat2XpeJU8yBG4FZn2kdA6_BU1_yxcmp8WxRDUcs7_L08UAk2Z8v-e1TS_vOAq9fDNTZS8qMWpD6lNThqnBtSjFtT8NOKGRqI1gwIRiVLw";
 const FIXTURE_EC_X: &str = "YS63qACNtTxmaVWPI7-RSvgU5JvAI9yhM3z_uIyd3XM";
 const FIXTURE_EC_Y: &str = "a6AdiO2YyZcW_bLydGoVzboZiwxfgYwMngCG6kRw7Yg";
 const OPENSSL_INPUT: &str = "eyJhbGciOiJQUzI1NiJ9.eyJzdWIiOiJvcGVuc3NsIn0";
@@ -51,7 +51,7 @@ const OPENSSL: [(Algorithm, &str); 6] = [
 ];
 
 // A 4096-bit key (the largest accepted; 147 limbs, an odd number), signatures by `openssl dgst`.
-const K4096_N: &str = "qyA3FQFTFBSw32obhteUwERigZ2zJVrhT8F_4oDNEgfKkNk9WmuIskVllelqwA3A6hHovonLU5ndyM4orwlgUAXaKQVOVHBzJKYuN5tVo_vKVa446lprJJkilXc6avy78R3VS3dxACD_qvil-oACs1hEee3RXQa2Psf-mmimQE1Ji5ptJ7VHqAckKv0x14i-fc_f1H5Bki3iSjd2nfIBONwWGsTf5_IH8Qqojd-857gwWqie3ek80-ft_aDlJw74IMEpDZUqEmCJjKiJWRn596CkyBIgC12JfR9iYQRM9U8LdIr40h9GTsn0HEwNac1bWch5BmFe7OzTO3eheCl7TZTGYO-DNcKLSmE-yPO7GRymHudEQWPxjnT1UwU908xCkMuIeVN0SaQR4mqXYgscvTGOzckpbCD7HVAmpy8q4UIq999CU6z0UKOuID1WJA5nuuZv1lrDq87n-9cBmf_LIQsE1lsQyaP5T-gbgsOTimXawMOCAlPfdef08LhB7RyPcGFik-8_hWYjhPmSRVRFOnv0pJ2vlF9xa5gM6qmu4FqNJgLtmVqbkgkujVSvhRoZMbqzC9T2fHhGxr1bDF8BnJxLEz6je0gl8Z2puJeWyPRz2puy7DS6JfgBs0MjfnvdAzWjAck9j-Mad3T5Ef8GvSNIxb-5iROrsPNAXmlfI48";
+pub(super) const K4096_N: &str = "qyA3FQFTFBSw32obhteUwERigZ2zJVrhT8F_4oDNEgfKkNk9WmuIskVllelqwA3A6hHovonLU5ndyM4orwlgUAXaKQVOVHBzJKYuN5tVo_vKVa446lprJJkilXc6avy78R3VS3dxACD_qvil-oACs1hEee3RXQa2Psf-mmimQE1Ji5ptJ7VHqAckKv0x14i-fc_f1H5Bki3iSjd2nfIBONwWGsTf5_IH8Qqojd-857gwWqie3ek80-ft_aDlJw74IMEpDZUqEmCJjKiJWRn596CkyBIgC12JfR9iYQRM9U8LdIr40h9GTsn0HEwNac1bWch5BmFe7OzTO3eheCl7TZTGYO-DNcKLSmE-yPO7GRymHudEQWPxjnT1UwU908xCkMuIeVN0SaQR4mqXYgscvTGOzckpbCD7HVAmpy8q4UIq999CU6z0UKOuID1WJA5nuuZv1lrDq87n-9cBmf_LIQsE1lsQyaP5T-gbgsOTimXawMOCAlPfdef08LhB7RyPcGFik-8_hWYjhPmSRVRFOnv0pJ2vlF9xa5gM6qmu4FqNJgLtmVqbkgkujVSvhRoZMbqzC9T2fHhGxr1bDF8BnJxLEz6je0gl8Z2puJeWyPRz2puy7DS6JfgBs0MjfnvdAzWjAck9j-Mad3T5Ef8GvSNIxb-5iROrsPNAXmlfI48";
 const K4096_RS256: &str = "jZFO2HOKoANeZnTSKmUcQL2jSXwg7XiZwKEhYyEM72Fcvw0DYvMbVzvUa-wZg0PMUxqqNnZK6D6eLp7fN5kOfxtQ7fgKYGsjZNoXJI8XIzXU0KJYC_1gunIawqCMPcP-cUjrVzaZG0355uI364ViW-d46dOEHMHrdvGjMwfb1lEGkExxewLz8tKwg2O0b4HtmDzIT8jG1HwApXowIup710T58fMfOyjeDjC4-1MMY-ehNQAb-WoKjahNwTZ8HJbPz4YvhJimDcw2nz6TvcYcW3MdOWuNwsL1N8LY9wtPnffGFuz2utukCUKtoOS08AuCgQwjXX4QYAvZwFB-U7yJ7GXuCWxybysKr0XQt-BPgWY2T91oIAtoSuL0dhvY7eE4rDd37COFdN5kP5Rmmk2t9WV09ZTGX7AnSC_b2VO6cKYTQzVvI9ZSUkWNnHW2vXu07NYBZC9nhFq5UOnyUZk5Gp1kl1jaK1Fe28I_Gr04cz1MsL5lscKX1PgrZDKhDaN0MHjiNTv2URU9MpKnNVvFg2CSYQjB6GDJYHP9317YPPsvkxQeZ5BaXvEQuZodd9jedXkezZYNUzdXXl6f9BbhWRz4dwwbNbRbb7o2t2xLBILrP2IOz5bTpUa2rNj6xRGjTgT5KoJgtSyMihQeD9ihHbOsCVmi9mXrgEgq5uFik60";
 const K4096_PS256: &str = "f9D1aUhg2pIGIaWpHvJlWLFNECgbqC0iejR7VLoqHgnnm4s0mI-ev1Q40hhH0B00maNkRvteWN2Vtcj9QPI5nLr5eJltCzn97a16RQuKjI910WT6a1D0p1ZpoLzFIMeenpm5Siq1UaU-CBomB5madmmzBMxI8kET7TqN1ady7aKiCMg8R9-PNTmfHrWxC1YrkpV9LVsUAzjZ8TsXp-0XB99TF8er08V1foJR8bqR1DcOiUZGVCQehTVs44_14MyJvdC51NDgTCKGxLVpg2zozfBAkwhZP_OLMtdaKZM2aXd9i8I-VD-ohvHyJImt8bFYDGSWRSSjqkYpWekNNRYlrr44N0kPxFSc_m2sfneYevHWdrnO1ax32TTkHYCTRVB-C1walNn3rouUrbxJtOaG3V5eKgIX2W14nhwKj4XwxoU0xX2Q4mn8dJp4GJ26UCmZWuATkQGjwpreEXsgZbvY3ObSgkpbYXAZxphG4aZYeB32EDNfc8kK3c9NcRmAl1Cf3mppSZ0Fay4kAKWDyJApDQ10izTQBQ_AOKJL0LsVUzhcupXAmymFNyhceFu_sQhFsb4-ZTNBaI-tMNuSzSncLhvn88BDPB6GCaiFFLpSvWRolxgGXeef8kF83xmrGH05q6Wv88mPQRIv52HkRHdc0m3rQ4C5SP8s-4-gmk67r6U";
 const K4096_INPUT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiI0MDk2In0";
@@ -203,6 +203,81 @@ fn rfc8037_a4_ed25519() {
     }
     let bad = [&sig[..32], &s_le[..]].concat();
     assert!(!key.verify(Algorithm::EdDSA, input.as_bytes(), &bad));
+}
+
+/// Every encoding of a small-order Ed25519 point: the y of the identity (1), of the order-2
+/// point (p - 1), of the order-4 points (0) and of the order-8 points (two values), each with
+/// both sign bits, and the non-canonical spellings y + p where they fit in 255 bits (0 + p and
+/// 1 + p; libsodium's blocklist). Each must be refused at load, whether or not it decompresses.
+pub(crate) fn small_order_encodings() -> Vec<[u8; 32]> {
+    let mut p_minus_1 = [0xff; 32];
+    p_minus_1[0] = 0xec;
+    p_minus_1[31] = 0x7f;
+    let mut p = p_minus_1;
+    p[0] = 0xed;
+    let mut p_plus_1 = p_minus_1;
+    p_plus_1[0] = 0xee;
+    let mut one = [0; 32];
+    one[0] = 1;
+    let ys = [
+        one,
+        [0; 32],
+        p_minus_1,
+        p,
+        p_plus_1,
+        hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+        hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    ];
+    let mut all = Vec::new();
+    for y in ys {
+        all.push(y);
+        let mut signed = y;
+        signed[31] |= 0x80;
+        all.push(signed);
+    }
+    all
+}
+
+/// Class 9 of issue #19: a small-order key makes (R = identity, S = 0) a signature of every
+/// message. Such keys never load, nor do non-canonical encodings or keys with a torsion part.
+#[test]
+fn small_order_and_non_canonical_ed25519_keys_are_refused_at_load() {
+    use curve25519_dalek::constants::ED25519_BASEPOINT_POINT;
+    use curve25519_dalek::edwards::CompressedEdwardsY;
+    use curve25519_dalek::scalar::Scalar;
+    let mut decompressing = 0;
+    for encoding in small_order_encodings() {
+        if let Some(point) = CompressedEdwardsY(encoding).decompress() {
+            assert!(point.is_small_order(), "{encoding:02x?}");
+            decompressing += 1;
+        }
+        assert!(
+            PublicKey::ed25519(&encoding).is_err(),
+            "small-order key {encoding:02x?} loaded"
+        );
+    }
+    // All 8 torsion points and 4 non-canonical spellings decompress: the check is not vacuous.
+    assert!(decompressing >= 12, "{decompressing}");
+    // A real key loads; the same key plus an order-8 point (mixed order) does not.
+    let a = ED25519_BASEPOINT_POINT * Scalar::from(0x1234_5678_9abc_u64);
+    let t = CompressedEdwardsY(hex32(
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    ))
+    .decompress()
+    .unwrap();
+    assert!(PublicKey::ed25519(a.compress().as_bytes()).is_ok());
+    let mixed = (a + t).compress();
+    assert!(PublicKey::ed25519(mixed.as_bytes()).is_err());
+    // The RFC 8037 key still loads and verifies (see rfc8037_a4_ed25519).
+    assert!(PublicKey::ed25519(&b64(ED_X)).is_ok());
+    // What the check prevents: with the identity accepted, (R = identity, S = 0) would verify.
+    let mut forged = [0u8; 64];
+    forged[0] = 1;
+    let identity = small_order_encodings()[0];
+    assert!(CompressedEdwardsY(identity).decompress().is_some());
+    assert!(PublicKey::ed25519(&identity).is_err());
+    let key = PublicKey::ed25519(&b64(ED_X)).unwrap();
+    assert!(!key.verify(Algorithm::EdDSA, b"any message", &forged));
 }
 
 #[test]
