@@ -98,6 +98,9 @@ struct RawBudget {
     requests: u32,
     per_seconds: u32,
     burst: Option<u32>,
+    /// The most one client address may take of the budget, in percent (100: no per-client cap).
+    #[serde(default = "default_client_share")]
+    client_share_percent: u32,
 }
 
 impl Default for RawBudget {
@@ -107,8 +110,13 @@ impl Default for RawBudget {
             requests: 1000,
             per_seconds: 1,
             burst: None,
+            client_share_percent: default_client_share(),
         }
     }
+}
+
+fn default_client_share() -> u32 {
+    25
 }
 
 fn default_unmatched_status() -> u16 {
@@ -298,6 +306,8 @@ pub struct Config {
     pub rate_limits: RateLimiting,
     /// Cold signature verifications allowed per worker.
     pub verification_rate: Rate,
+    /// One client address's share of it (`None`: no per-client cap).
+    pub verification_client_rate: Option<Rate>,
     /// Whether any rule needs the client address (Envoy's `source.address`: one host call).
     pub needs_client_address: bool,
     /// Whether any route or global limit exists (slots are created at configuration).
@@ -385,6 +395,21 @@ impl Config {
                 "requests, per_seconds and burst must be positive",
             );
         };
+        let share = budget.client_share_percent;
+        if !(1..=100).contains(&share) {
+            return err(
+                "verification_budget.client_share_percent",
+                "must be between 1 and 100",
+            );
+        }
+        let portion = |n: u32| (u64::from(n) * u64::from(share) / 100).max(1);
+        let verification_client_rate = (share < 100)
+            .then(|| {
+                let requests = u32::try_from(portion(budget.requests)).ok()?;
+                let burst = u32::try_from(portion(budget.burst.unwrap_or(budget.requests))).ok()?;
+                Rate::new(requests, budget.per_seconds, burst)
+            })
+            .flatten();
         let api_keys = compile_api_keys(raw.api_keys)?;
         identity_headers.extend(api_keys.forward_id.iter().cloned());
         identity_headers.extend(api_keys.forward_client.iter().cloned());
@@ -414,7 +439,10 @@ impl Config {
         let audit = AuditSettings::compile(raw.audit)?;
 
         let route_limits = || routes.routes().iter().flat_map(|r| &r.rate_limits);
+        // The verification budget's per-client share needs the address too (one host call per
+        // request on a configuration with token routes).
         let needs_client_address = rate_limits.lockout.is_some()
+            || (verification_client_rate.is_some() && routes.requires_tokens())
             || rate_limits
                 .global
                 .iter()
@@ -445,6 +473,7 @@ impl Config {
             routes,
             api_keys,
             verification_rate,
+            verification_client_rate,
             needs_client_address,
             has_rate_limits,
             rate_limits,

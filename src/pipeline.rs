@@ -250,6 +250,7 @@ pub fn on_request_headers(
         keys: state.keys,
         cache: state.cache,
         budget: state.budget,
+        client: address,
     };
     let caller = match authenticate(config, policy, request, authn_state, now_ms, may_wait) {
         Ok(caller) => caller,
@@ -830,7 +831,8 @@ mod tests {
                 keys,
                 cache: TokenCache::new(16, [1, 2, 3, 4]),
                 store: Default::default(),
-                budget: VerificationBudget::new(Some(config.verification_rate)),
+                budget: VerificationBudget::new(Some(config.verification_rate))
+                    .with_client_share(config.verification_client_rate),
             }
         }
 

@@ -181,7 +181,9 @@ fn a_full_rate_limit_table_still_gives_a_newcomer_its_own_bucket() {
 fn a_replayed_forged_token_costs_one_verification_not_the_budget_of_others() {
     let mut config = cfg(json!({}));
     // Five cold verifications per worker per hour: a replay that cost one each would drain it.
-    config["verification_budget"] = json!({"requests": 5, "per_seconds": 3600});
+    // Both clients share one address here (127.0.0.1): no per-client cap, the cache alone.
+    config["verification_budget"] =
+        json!({"requests": 5, "per_seconds": 3600, "client_share_percent": 100});
     let stack = start(&config);
     let e = &stack.envoy;
     let forged = forged();
@@ -201,4 +203,36 @@ fn a_replayed_forged_token_costs_one_verification_not_the_budget_of_others() {
     // The replay is still refused for what it is, after the fresh tokens.
     let response = e.get("/v1/whoami").bearer(&forged).send();
     assert_problem(&response, 401, "signature-invalid");
+}
+
+#[test]
+fn one_client_flooding_fresh_forged_tokens_takes_only_its_share_of_the_budget() {
+    let mut config = cfg(json!({"trusted_forwarded_hops": 1}));
+    // Eight cold verifications per worker per hour; one address may take a quarter (two).
+    config["verification_budget"] = json!({"requests": 8, "per_seconds": 3600});
+    let stack = start(&config);
+    let e = &stack.envoy;
+    let from = |address: &str, token: &str| {
+        e.get("/v1/whoami")
+            .bearer(token)
+            .header("x-forwarded-for", address)
+    };
+    // Every forged token is new (no negative-cache hit): each would cost a verification.
+    let flood: Vec<Request> = (0..60).map(|_| from("203.0.113.66", &forged())).collect();
+    let statuses = send_all(&flood);
+    let verified = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        verified <= 4 && statuses.iter().all(|s| *s == 401 || *s == 503),
+        "at most its share (2 per worker) was verified: {statuses:?}"
+    );
+    // Other clients' fresh tokens verify: each worker has at least 6 units left.
+    for client in ["198.51.100.7", "198.51.100.8", "198.51.100.9"] {
+        let response = from(client, &valid()).send();
+        assert_eq!(response.status, 200, "{client}: {response:?}");
+    }
+    assert_problem(
+        &from("203.0.113.66", &valid()).send(),
+        503,
+        "verification-overloaded",
+    );
 }

@@ -15,7 +15,9 @@ use testkit::{fixtures, Envoy, JwksServer, TokenBuilder, Upstream};
 #[test]
 fn new_tokens_over_budget_wait_while_cached_ones_pass() {
     let mut cfg = config::base();
-    cfg["verification_budget"] = json!({"requests": 3, "per_seconds": 60});
+    // The worker's budget alone: one client (this test) may take all of it.
+    cfg["verification_budget"] =
+        json!({"requests": 3, "per_seconds": 60, "client_share_percent": 100});
     let jwks = JwksServer::start(&fixtures::jwks()).expect("JWKS server");
     let upstream = Upstream::start().expect("upstream");
     let envoy = Envoy::builder(&cfg)

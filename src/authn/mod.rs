@@ -45,6 +45,8 @@ pub struct AuthnState<'a> {
     pub keys: &'a mut [ProviderKeys],
     pub cache: &'a mut TokenCache,
     pub budget: &'a mut VerificationBudget,
+    /// The client address, whose share of the budget a cold verification takes.
+    pub client: Option<&'a str>,
 }
 
 /// The provider-side state authentication reads: compiled providers and the keys each VM holds.
@@ -69,6 +71,7 @@ impl Authenticator<'_> {
             keys,
             cache,
             budget,
+            client,
         } = state;
         let now = now_ms.div_euclid(1000);
         let provider_allowed = |index: usize| allowed.is_none_or(|list| list.contains(&index));
@@ -141,7 +144,7 @@ impl Authenticator<'_> {
             .candidates(parsed.kid.as_deref(), parsed.alg)
             .count();
         for _ in 0..attempts {
-            if let Err(seconds) = budget.take(now_ms.saturating_mul(1000)) {
+            if let Err(seconds) = budget.take(now_ms.saturating_mul(1000), client) {
                 return Err(AuthnError::Overloaded(seconds));
             }
         }
@@ -229,7 +232,8 @@ mod tests {
                 AuthnState {
                     keys: &mut keys,
                     cache: &mut cache,
-                    budget: &mut VerificationBudget::new(None)
+                    budget: &mut VerificationBudget::new(None),
+                    client: None
                 },
                 1019_000,
                 true
@@ -243,7 +247,8 @@ mod tests {
                     AuthnState {
                         keys: &mut keys,
                         cache: &mut cache,
-                        budget: &mut VerificationBudget::new(None)
+                        budget: &mut VerificationBudget::new(None),
+                        client: None
                     },
                     1020_000,
                     true
@@ -259,7 +264,8 @@ mod tests {
                     AuthnState {
                         keys: &mut keys,
                         cache: &mut cache,
-                        budget: &mut VerificationBudget::new(None)
+                        budget: &mut VerificationBudget::new(None),
+                        client: None
                     },
                     1000_000,
                     true

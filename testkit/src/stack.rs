@@ -27,10 +27,19 @@ impl Stack {
 
     /// Starts the upstream and Envoy in front of an already running JWKS server.
     pub fn start_with(config: &Value, jwks: JwksServer) -> Stack {
+        Self::start_on(config, jwks, None)
+    }
+
+    /// Upstream and Envoy (from `template`, default `envoy/envoy.yaml`) in front of `jwks`.
+    fn start_on(config: &Value, jwks: JwksServer, template: Option<&std::path::Path>) -> Stack {
         let upstream = Upstream::start().expect("starting the upstream");
-        let envoy = Envoy::builder(config)
+        let mut builder = Envoy::builder(config)
             .upstream(upstream.addr())
-            .jwks(jwks.addr())
+            .jwks(jwks.addr());
+        if let Some(template) = template {
+            builder = builder.template(template);
+        }
+        let envoy = builder
             .start()
             .unwrap_or_else(|err| panic!("starting Envoy: {err:#}"));
         Stack {
@@ -54,18 +63,7 @@ impl Stack {
         let template = dir.path().join("envoy.yaml");
         std::fs::write(&template, edited).expect("writing the edited envoy.yaml");
         let jwks = JwksServer::start(&fixtures::jwks()).expect("starting the JWKS server");
-        let upstream = Upstream::start().expect("starting the upstream");
-        let envoy = Envoy::builder(config)
-            .upstream(upstream.addr())
-            .jwks(jwks.addr())
-            .template(&template)
-            .start()
-            .unwrap_or_else(|err| panic!("starting Envoy: {err:#}"));
-        Stack {
-            envoy,
-            upstream,
-            jwks,
-        }
+        Self::start_on(config, jwks, Some(&template))
     }
 }
 
