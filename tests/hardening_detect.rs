@@ -193,10 +193,11 @@ fn card_numbers_leave_masked_in_every_spelling() {
                 "{protocol}: {before:?} left as {after:?}"
             );
             let d = digits(after);
+            // At most the first six and the last four digits stay (PCI DSS truncation): at
+            // least five of the card's digits are masked.
+            let masked = after.matches('*').count();
             assert!(
-                !d.contains("4111111111111111")
-                    && !d.contains("378282246310005")
-                    && !d.contains("111111"),
+                masked >= 5 && !d.contains("4111111111111111") && !d.contains("378282246310005"),
                 "{protocol}: {before:?} leaked as {after:?}"
             );
         }
@@ -313,7 +314,8 @@ fn the_negative_model_sees_through_textbook_evasions() {
         let errors = &r.json()["errors"];
         assert_eq!(
             errors,
-            &json!([{"pointer": "/reference", "keyword": detector}]),
+            // No schema declares the member: its name is not echoed.
+            &json!([{"pointer": "/*", "keyword": detector}]),
             "HTTP/1.1 {attack:?}"
         );
         let r = testkit::h2::Request::new(addr, "POST", "/v1/payments")

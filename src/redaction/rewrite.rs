@@ -1086,6 +1086,46 @@ mod tests {
     }
 
     #[test]
+    fn card_numbers_in_json_numbers_and_other_spellings_are_masked() {
+        let p = policy(json!({"detect": ["pan", "iban", "email"]}));
+        let out = run(
+            &p,
+            r#"{"a": 4111111111111111.0, "b": 4.111111111111111e15, "c": -4111111111111111,
+                "d": [12345.67, 1e3, 4111111111111112, 4111111111111111.5, -0.0, 1E+2],
+                "e": "\uff14\uff11\uff11\uff11 1111 1111 1111", "f": "4111\u00a01111\u00a01111\u00a01111",
+                "g": "4111–1111–1111–1111", "h": "jane%40bank.example",
+                "i": "DE89-3704-0044-0532-0130-00"}"#,
+            0,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        for k in ["a", "b", "c"] {
+            assert_eq!(v[k], "411111******1111", "{k}: {out}");
+        }
+        assert!(
+            out.contains("[12345.67, 1e3, 4111111111111112, 4111111111111111.5, -0.0, 1E+2]"),
+            "{out}"
+        );
+        assert_eq!(v["e"], "\u{ff14}\u{ff11}\u{ff11}\u{ff11} 11** **** 1111");
+        assert_eq!(v["f"], "4111\u{a0}11**\u{a0}****\u{a0}1111");
+        assert_eq!(v["g"], "4111\u{2013}11**\u{2013}****\u{2013}1111");
+        assert_eq!(v["h"], "j***%40bank.example");
+        assert_eq!(v["i"], "****-****-****-****-**30-00");
+        // Tokens are taken over the folded digits: every spelling gives one token.
+        let p = policy(
+            json!({"detect": [{"detector": "pan", "action": "tokenise"}], "tokenise_key": KEY}),
+        );
+        let out = run(
+            &p,
+            r#"["4111111111111111", "\uff14111-1111-1111-1111", 4.111111111111111e15]"#,
+            0,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(v[0].as_str().unwrap().starts_with("tok_"), "{out}");
+        assert_eq!(v[0], v[1]);
+        assert_eq!(v[0], v[2]);
+    }
+
+    #[test]
     fn a_detector_match_that_is_not_ascii_is_masked_whole() {
         // The detectors match ASCII only; should anything else reach the byte-wise masking, it
         // is masked entirely rather than cut at a byte.
