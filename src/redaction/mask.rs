@@ -81,12 +81,14 @@ impl Action {
                 keep_last,
                 mask_char,
             } => {
-                let digits = value.bytes().filter(u8::is_ascii_digit).count();
+                // Digits as the card-number detector folds them (full-width, Arabic-Indic).
+                let is_digit = |c: char| super::detect::digit_value(c).is_some();
+                let digits = value.chars().filter(|&c| is_digit(c)).count();
                 let first = if digits >= 13 { *keep_first } else { 0 };
                 let last = if digits >= 8 { *keep_last } else { 0 };
                 let mut seen = 0usize;
                 for c in value.chars() {
-                    if c.is_ascii_digit() {
+                    if is_digit(c) {
                         let keep = seen < first || seen >= digits.saturating_sub(last);
                         out.push(if keep { c } else { *mask_char });
                         seen += 1;
@@ -102,10 +104,18 @@ impl Action {
     }
 }
 
-/// An e-mail address masked as a detector match: the first character of the local part and the
-/// domain stay (`j*******@bank.example`), so support staff can still tell addresses apart.
+/// An e-mail address masked as a detector match: the first character of the local part, the
+/// `@` as written (`@`, `%40`, `&#64;`) and the domain stay (`j*******@bank.example`), so
+/// support staff can still tell addresses apart.
 pub fn mask_email(value: &str, mask_char: char, out: &mut String) {
-    let Some((local, domain)) = value.rsplit_once('@') else {
+    let split = super::detect::last_at_sign(value).and_then(|at| {
+        Some((
+            value.get(..at.start)?,
+            value.get(at.clone())?,
+            value.get(at.end..)?,
+        ))
+    });
+    let Some((local, at, domain)) = split else {
         out.extend(value.chars().map(|_| mask_char));
         return;
     };
@@ -114,7 +124,7 @@ pub fn mask_email(value: &str, mask_char: char, out: &mut String) {
         out.push(first);
     }
     out.extend(chars.map(|_| mask_char));
-    out.push('@');
+    out.push_str(at);
     out.push_str(domain);
 }
 
@@ -155,6 +165,15 @@ mod tests {
         assert_eq!(run(&pan, "378282246310005"), "378282XXXXX0005");
         assert_eq!(run(&pan, "12345678"), "XXXX5678");
         assert_eq!(run(&pan, "1234567"), "XXXXXXX");
+        // Full-width and Arabic-Indic digits are digits.
+        assert_eq!(
+            run(&pan, "\u{ff14}\u{ff11}\u{ff11}\u{ff11}\u{a0}111111111111"),
+            "\u{ff14}\u{ff11}\u{ff11}\u{ff11}\u{a0}11XXXXXX1111"
+        );
+        assert_eq!(
+            run(&pan, "\u{664}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}\u{661}"),
+            "\u{664}\u{661}\u{661}\u{661}\u{661}\u{661}XXXXXX\u{661}\u{661}\u{661}\u{661}"
+        );
     }
 
     #[test]
@@ -180,5 +199,15 @@ mod tests {
         let mut out = String::new();
         mask_email("jane.doe@bank.example", '*', &mut out);
         assert_eq!(out, "j*******@bank.example");
+        for (address, masked) in [
+            ("jane%40bank.example", "j***%40bank.example"),
+            ("jane&#64;bank.example", "j***&#64;bank.example"),
+            ("\"jane doe\"@[192.0.2.1]", "\"*********@[192.0.2.1]"),
+            ("\"a@b\"@c.de", "\"****@c.de"),
+        ] {
+            let mut out = String::new();
+            mask_email(address, '*', &mut out);
+            assert_eq!(out, masked);
+        }
     }
 }

@@ -35,7 +35,10 @@ const CLASS: [u8; 256] = {
     }
     table[b'"' as usize] = QUOTE;
     table[b'\\' as usize] = BACKSLASH;
+    // `@` and the first bytes of its spellings `%40` and `&#64;` (see `detect::find_emails`).
     table[b'@' as usize] = AT;
+    table[b'%' as usize] = AT;
+    table[b'&' as usize] = AT;
     let mut d = b'0';
     while d <= b'9' {
         table[d as usize] = DIGIT;
@@ -547,6 +550,7 @@ impl<'a> Walker<'a> {
         let mut escaped = false;
         let mut digits = 0usize;
         let mut at = false;
+        let mut non_ascii = false;
         loop {
             // Eight bytes at a time up to the next quote, backslash or control byte, counting
             // digits and `@` on the way (per-byte dispatch mispredicts on digit-heavy values).
@@ -559,7 +563,8 @@ impl<'a> Walker<'a> {
                     (stop & stop.wrapping_neg()) - 1
                 };
                 digits += swar::count(swar::digits(w) & before);
-                at |= swar::bytes_equal(w, b'@') & before != 0;
+                at |= at_signs(w) & before != 0;
+                non_ascii |= w & before & 0x8080_8080_8080_8080 != 0;
                 if stop != 0 {
                     i += (stop.trailing_zeros() / 8) as usize;
                     break;
@@ -571,7 +576,10 @@ impl<'a> Walker<'a> {
                 return Err(RewriteError::Malformed);
             };
             match CLASS[usize::from(b)] {
-                PLAIN => i += 1,
+                PLAIN => {
+                    non_ascii |= b >= 0x80;
+                    i += 1;
+                }
                 DIGIT => {
                     digits += 1;
                     i += 1;
@@ -584,6 +592,7 @@ impl<'a> Walker<'a> {
                         escaped,
                         digits,
                         at,
+                        non_ascii,
                     });
                 }
                 AT => {
@@ -683,21 +692,31 @@ impl<'a> Walker<'a> {
                 None => return,
             },
             Cover::Detect => {
-                // A card number sent as a JSON integer.
+                // A card number sent as a JSON number: its value is an integer of 13–19
+                // digits that passes the Luhn check, however written (`4111111111111111.0`,
+                // `4.111111111111111e15`, `-4111111111111111`). Shorter tokens without an
+                // exponent cannot be one: most numbers stop here.
                 let Some(rule) = self.detect_pan else { return };
-                let is_pan = (13..=19).contains(&raw.len())
-                    && raw.bytes().all(|b| b.is_ascii_digit())
-                    && detect::luhn_valid(raw.bytes());
-                if !is_pan {
+                if raw.len() < 13 && !raw.bytes().any(|b| b == b'e' || b == b'E') {
                     return;
                 }
-                (&rule.action, Some(rule))
+                let Some(digits) = detect::number_pan(raw.as_bytes()) else {
+                    return;
+                };
+                (&rule.action, Some((rule, digits)))
             }
         };
         let mut new = std::mem::take(&mut self.value);
         new.clear();
         match detected {
-            Some(detector) => apply_detector(detector, Kind::Pan, raw, &mut new),
+            // Masked as the integer's digits: a masked number becomes a string.
+            Some((detector, (digits, n))) => {
+                let text = digits
+                    .get(..n)
+                    .and_then(|d| std::str::from_utf8(d).ok())
+                    .unwrap_or("");
+                apply_detector(detector, Kind::Pan, text, &mut new)
+            }
             None => rule.apply(raw, &mut new),
         }
         self.edit(start, end, |out| push_json_string(out, &new));
@@ -710,7 +729,7 @@ impl<'a> Walker<'a> {
     #[inline]
     fn may_hold_detectable(&self, token: &Str) -> bool {
         token.escaped
-            || (self.detect_pan.is_some() && token.digits >= 13)
+            || (self.detect_pan.is_some() && (token.digits >= 13 || token.non_ascii))
             || (self.detect_iban.is_some() && token.digits >= 2 && token.end - token.start >= 15)
             || (self.detect_email.is_some() && token.at)
     }
@@ -718,15 +737,18 @@ impl<'a> Walker<'a> {
     /// Runs the detectors over the decoded `text` of `token`; on a match the whole token is
     /// rewritten with the matches transformed.
     fn detect_in_string(&mut self, token: &Str, text: &str) {
-        let (digits, at) = if token.escaped {
+        let (digits, at, non_ascii) = if token.escaped {
             (
                 text.bytes().filter(u8::is_ascii_digit).count(),
-                text.contains('@'),
+                text.bytes().any(detect::may_spell_at),
+                !text.is_ascii(),
             )
         } else {
-            (token.digits, token.at)
+            (token.digits, token.at, token.non_ascii)
         };
-        let pan = self.detect_pan.is_some() && digits >= 13;
+        // Digits other than ASCII (full-width, Arabic-Indic) are not counted: any non-ASCII
+        // string is looked at.
+        let pan = self.detect_pan.is_some() && (digits >= 13 || non_ascii);
         let iban = self.detect_iban.is_some() && digits >= 2 && text.len() >= 15;
         let email = self.detect_email.is_some() && at;
         if !(pan || iban || email) {
@@ -797,6 +819,14 @@ struct Str {
     escaped: bool,
     digits: usize,
     at: bool,
+    /// Bytes of 0x80 and above: digits other than ASCII may be among them.
+    non_ascii: bool,
+}
+
+/// Bytes that may start an `@` (`@`, `%40`, `&#64;`): the `AT` class.
+#[inline]
+fn at_signs(w: u64) -> u64 {
+    swar::bytes_equal(w, b'@') | swar::bytes_equal(w, b'%') | swar::bytes_equal(w, b'&')
 }
 
 #[derive(Clone, Copy)]
@@ -818,9 +848,9 @@ fn apply_detector(rule: &DetectorRule, kind: Kind, found: &str, out: &mut String
             },
             Kind::Pan | Kind::Iban,
         ) => {
-            // Card numbers and IBANs are matched on ASCII (letters, digits, spaces, dashes):
-            // walk bytes, not chars (no UTF-8 decoding per character). Anything else did not
-            // come from the detectors; it is masked whole rather than guessed at.
+            // Most card numbers and IBANs are ASCII (letters, digits, spaces, dashes): walk
+            // bytes, not chars (no UTF-8 decoding per character). A match with other digits or
+            // grouping characters (full-width, no-break space, en dash) is masked whole.
             if !found.is_ascii() {
                 out.extend(found.chars().map(|_| *mask_char));
                 return;
@@ -844,8 +874,10 @@ fn apply_detector(rule: &DetectorRule, kind: Kind, found: &str, out: &mut String
         (Action::Tokenise { .. }, Kind::Pan | Kind::Iban) => {
             let normal: String = found
                 .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .map(|c| c.to_ascii_uppercase())
+                .filter_map(|c| match detect::digit_value(c) {
+                    Some(d) => Some(char::from(b'0' + d)),
+                    None => c.is_ascii_alphanumeric().then(|| c.to_ascii_uppercase()),
+                })
                 .collect();
             rule.action.apply(&normal, out);
         }
@@ -1054,6 +1086,46 @@ mod tests {
     }
 
     #[test]
+    fn card_numbers_in_json_numbers_and_other_spellings_are_masked() {
+        let p = policy(json!({"detect": ["pan", "iban", "email"]}));
+        let out = run(
+            &p,
+            r#"{"a": 4111111111111111.0, "b": 4.111111111111111e15, "c": -4111111111111111,
+                "d": [12345.67, 1e3, 4111111111111112, 4111111111111111.5, -0.0, 1E+2],
+                "e": "\uff14\uff11\uff11\uff11 1111 1111 1111", "f": "4111\u00a01111\u00a01111\u00a01111",
+                "g": "4111–1111–1111–1111", "h": "jane%40bank.example",
+                "i": "DE89-3704-0044-0532-0130-00"}"#,
+            0,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        for k in ["a", "b", "c"] {
+            assert_eq!(v[k], "411111******1111", "{k}: {out}");
+        }
+        assert!(
+            out.contains("[12345.67, 1e3, 4111111111111112, 4111111111111111.5, -0.0, 1E+2]"),
+            "{out}"
+        );
+        assert_eq!(v["e"], "\u{ff14}\u{ff11}\u{ff11}\u{ff11} 11** **** 1111");
+        assert_eq!(v["f"], "4111\u{a0}11**\u{a0}****\u{a0}1111");
+        assert_eq!(v["g"], "4111\u{2013}11**\u{2013}****\u{2013}1111");
+        assert_eq!(v["h"], "j***%40bank.example");
+        assert_eq!(v["i"], "****-****-****-****-**30-00");
+        // Tokens are taken over the folded digits: every spelling gives one token.
+        let p = policy(
+            json!({"detect": [{"detector": "pan", "action": "tokenise"}], "tokenise_key": KEY}),
+        );
+        let out = run(
+            &p,
+            r#"["4111111111111111", "\uff14111-1111-1111-1111", 4.111111111111111e15]"#,
+            0,
+        );
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(v[0].as_str().unwrap().starts_with("tok_"), "{out}");
+        assert_eq!(v[0], v[1]);
+        assert_eq!(v[0], v[2]);
+    }
+
+    #[test]
     fn a_detector_match_that_is_not_ascii_is_masked_whole() {
         // The detectors match ASCII only; should anything else reach the byte-wise masking, it
         // is masked entirely rather than cut at a byte.
@@ -1120,7 +1192,8 @@ mod tests {
     #[test]
     fn eight_byte_classes_match_the_byte_table() {
         let fillers = [
-            0x00, 0x1f, 0x20, b'"', b'/', b'0', b'9', b':', b'@', b'\\', 0x7f, 0x80, 0xff,
+            0x00, 0x1f, 0x20, b'"', b'%', b'&', b'/', b'0', b'9', b':', b'@', b'\\', 0x7f, 0x80,
+            0xff,
         ];
         for b in 0..=255u8 {
             for k in 0..8 {
@@ -1128,8 +1201,7 @@ mod tests {
                     let mut bytes = [f; 8];
                     bytes[k] = b;
                     let w = u64::from_le_bytes(bytes);
-                    let (stops, digits, ats) =
-                        (swar::stops(w), swar::digits(w), swar::bytes_equal(w, b'@'));
+                    let (stops, digits, ats) = (swar::stops(w), swar::digits(w), at_signs(w));
                     for (j, &x) in bytes.iter().enumerate() {
                         let bit = |m: u64| m >> (8 * j + 7) & 1 == 1;
                         let class = CLASS[usize::from(x)];
