@@ -129,45 +129,59 @@ impl ProtectedHeaders {
     }
 }
 
-/// Where a backend may take a credential from, beyond the one finguard verified.
-pub struct CredentialPlaces<'c> {
-    pub sources: &'c [TokenSource],
-    /// The API-key header, when the route accepts API keys (otherwise it is always removed).
-    pub api_key_header: Option<&'c str>,
+/// Where a backend may take a token from, compiled once from the token sources: every
+/// `Authorization` and `Proxy-Authorization` header, each configured token header, and cookies
+/// and query parameters named like a configured source or RFC 6750's `access_token` (names
+/// folded with [`param_key`]).
+#[derive(Debug, Default)]
+pub struct CredentialPlaces {
+    headers: Vec<String>,
+    cookies: Vec<String>,
+    params: Vec<String>,
 }
 
-/// How many credentials the request carries: each `Authorization` and `Proxy-Authorization`
-/// header (any scheme, or none), each configured token header, the API-key header, each cookie
-/// and query parameter named like a configured source or RFC 6750's `access_token` (names
-/// decoded and folded as PHP and Rack read them). A request finguard authenticated must carry
-/// exactly one: the one it verified.
-pub fn credential_carriers(places: &CredentialPlaces<'_>, request: &RequestView) -> usize {
-    let mut headers: Vec<&str> = vec!["authorization", "proxy-authorization"];
-    let mut cookies: Vec<String> = vec![RFC6750_QUERY_PARAMETER.into()];
-    let mut params: Vec<String> = vec![RFC6750_QUERY_PARAMETER.into()];
-    for source in places.sources {
-        match source {
-            TokenSource::Header { name, .. } => headers.push(name),
-            TokenSource::Cookie { name } => cookies.push(param_key(name)),
-            TokenSource::Query { name } => params.push(param_key(name)),
+impl CredentialPlaces {
+    pub fn new(sources: &[TokenSource]) -> CredentialPlaces {
+        let mut places = CredentialPlaces {
+            headers: vec!["authorization".into(), "proxy-authorization".into()],
+            cookies: vec![RFC6750_QUERY_PARAMETER.into()],
+            params: vec![RFC6750_QUERY_PARAMETER.into()],
+        };
+        for source in sources {
+            match source {
+                TokenSource::Header { name, .. } => places.headers.push(name.clone()),
+                TokenSource::Cookie { name } => places.cookies.push(param_key(name)),
+                TokenSource::Query { name } => places.params.push(param_key(name)),
+            }
         }
+        for list in [&mut places.headers, &mut places.cookies, &mut places.params] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        places
     }
-    headers.extend(places.api_key_header);
-    headers.sort_unstable();
-    headers.dedup();
-    let in_headers: usize = headers
-        .iter()
-        .map(|name| request.headers_named(name).count())
-        .sum();
-    let in_cookies = request
-        .headers_named("cookie")
-        .flat_map(cookie_pairs)
-        .filter(|(name, _)| cookies.contains(&param_key(name)))
-        .count();
-    let in_query = query_pairs(request.query())
-        .filter(|(name, _)| params.contains(&param_key(name)))
-        .count();
-    in_headers + in_cookies + in_query
+
+    /// How many credentials the request carries in these places, plus the API-key header
+    /// (`api_key_header`: when the route accepts keys; otherwise it is always removed). A
+    /// request finguard authenticated must carry exactly one: the one it verified.
+    pub fn count(&self, api_key_header: Option<&str>, request: &RequestView) -> usize {
+        let in_headers: usize = self
+            .headers
+            .iter()
+            .map(String::as_str)
+            .chain(api_key_header.filter(|h| !self.headers.iter().any(|n| n == h)))
+            .map(|name| request.headers_named(name).count())
+            .sum();
+        let in_cookies = request
+            .headers_named("cookie")
+            .flat_map(cookie_pairs)
+            .filter(|(name, _)| self.cookies.contains(&param_key(name)))
+            .count();
+        let in_query = query_pairs(request.query())
+            .filter(|(name, _)| self.params.contains(&param_key(name)))
+            .count();
+        in_headers + in_cookies + in_query
+    }
 }
 
 #[cfg(test)]
@@ -303,12 +317,9 @@ mod tests {
             name: "authorization".into(),
             scheme: Some("Bearer".into()),
         }];
-        let places = CredentialPlaces {
-            sources: &sources,
-            api_key_header: Some("x-api-key"),
-        };
+        let places = CredentialPlaces::new(&sources);
         let count = |path: &str, headers: &[(&str, &str)]| {
-            credential_carriers(&places, &view(path, headers))
+            places.count(Some("x-api-key"), &view(path, headers))
         };
         assert_eq!(count("/x", &[("x-api-key", "k")]), 1);
         assert_eq!(count("/x", &[("authorization", "Bearer t")]), 1);

@@ -5,7 +5,7 @@
 //! matcher, algorithm lists). Every error names the path of the offending field, e.g.
 //! `providers[0].jwks.remote.cluster: must not be empty`. Nothing is re-parsed per request.
 
-use crate::ambiguity::ProtectedHeaders;
+use crate::ambiguity::{CredentialPlaces, ProtectedHeaders};
 use crate::audit::{AuditSettings, RawAudit};
 use crate::authn::apikey::{parse_sha256_hex, ApiKey, ApiKeys};
 use crate::authn::extract::TokenSource;
@@ -318,6 +318,8 @@ pub struct Config {
     /// The identity headers, the API-key header and (when stripped) `Authorization`: removed
     /// from client requests in every spelling a backend folds to them (`x_auth_subject`).
     pub protected_headers: ProtectedHeaders,
+    /// Where a backend may take a token from (see `ambiguity`), compiled from `token_sources`.
+    pub credential_places: CredentialPlaces,
     /// Incident lever: refuse everything but an allowlist (503).
     pub lockdown: Lockdown,
     /// Incident lever: credentials refused although they verify.
@@ -449,6 +451,7 @@ impl Config {
                 .chain(route_limits())
                 .any(|l| l.uses(KeyPart::Address));
         let has_rate_limits = !rate_limits.global.is_empty() || route_limits().next().is_some();
+        let credential_places = CredentialPlaces::new(&token_sources);
         let protected_headers = ProtectedHeaders::new(
             identity_headers
                 .iter()
@@ -479,6 +482,7 @@ impl Config {
             rate_limits,
             identity_headers: identity_headers.into_iter().collect(),
             protected_headers,
+            credential_places,
             lockdown,
             revoked,
             audit,

@@ -13,7 +13,7 @@
 //! Pure: the host adapter passes the request, the clock and the per-VM state in, and applies the
 //! [`Verdict`] that comes out.
 
-use crate::ambiguity::{self, CredentialPlaces, MethodOverride};
+use crate::ambiguity::{self, MethodOverride};
 use crate::authn::budget::VerificationBudget;
 use crate::authn::cache::TokenCache;
 use crate::authn::keys::ProviderKeys;
@@ -287,11 +287,8 @@ pub fn on_request_headers(
         ..judge
     };
     // The verified credential must be the only one: a backend may act on any other.
-    let places = CredentialPlaces {
-        sources: &config.token_sources,
-        api_key_header: policy.api_key.then_some(config.api_keys.header.as_str()),
-    };
-    if ambiguity::credential_carriers(&places, request) > 1 {
+    let api_key_header = policy.api_key.then_some(config.api_keys.header.as_str());
+    if config.credential_places.count(api_key_header, request) > 1 {
         return judge.refuse(
             Reason::CredentialUnverified,
             judge.mode(Some(route), None),

@@ -622,43 +622,14 @@ mod tests {
                 false,
             );
         }
+        let mut allowed = |address: &'static str, at: i64| {
+            check(&mut store, &rl.buckets, &limits, &who(address), at, false).allowed
+        };
         // A newcomer's first requests are allowed: nobody else's drained bucket is shared.
-        for _ in 0..2 {
-            assert!(
-                check(
-                    &mut store,
-                    &rl.buckets,
-                    &limits,
-                    &who("10.0.0.1"),
-                    t + 2,
-                    false
-                )
-                .allowed
-            );
-        }
-        assert!(
-            !check(
-                &mut store,
-                &rl.buckets,
-                &limits,
-                &who("10.0.0.1"),
-                t + 2,
-                false
-            )
-            .allowed
-        );
+        assert!(allowed("10.0.0.1", t + 2) && allowed("10.0.0.1", t + 2));
+        assert!(!allowed("10.0.0.1", t + 2));
         // The heavy client's debt was kept: it is still refused.
-        assert!(
-            !check(
-                &mut store,
-                &rl.buckets,
-                &limits,
-                &who("6.6.6.6"),
-                t + 3,
-                false
-            )
-            .allowed
-        );
+        assert!(!allowed("6.6.6.6", t + 3));
         assert!(rl.buckets.take_pressure().evicted > 0);
     }
 
