@@ -78,17 +78,33 @@ fn send_all(requests: &[Request]) -> Vec<u16> {
 
 /// A counter finguard defined (Envoy prefixes `wasmcustom.`), once it is above zero.
 fn counter_above_zero(stack: &Stack, name: &str) -> u64 {
+    stat_reaches(stack, name, 1, Duration::from_secs(10))
+}
+
+/// Waits until the stat `name` (a counter or gauge) is at least `least`.
+fn stat_reaches(stack: &Stack, name: &str, least: u64, within: Duration) -> u64 {
     let name = format!("wasmcustom.{name}");
-    eventually(Duration::from_secs(10), || {
+    eventually(within, || {
         let stats = stack.envoy.admin("/stats").ok()?;
         let value: u64 = stats
             .text()
             .lines()
             .find_map(|line| line.strip_prefix(&format!("{name}: ")))
             .and_then(|v| v.trim().parse().ok())?;
-        (value > 0).then_some(value)
+        (value >= least).then_some(value)
     })
-    .unwrap_or_else(|| panic!("{name} never counted"))
+    .unwrap_or_else(|| {
+        let stats = stack
+            .envoy
+            .admin("/stats")
+            .map(|r| r.text())
+            .unwrap_or_default();
+        let seen: Vec<&str> = stats
+            .lines()
+            .filter(|l| l.contains("finguard.table"))
+            .collect();
+        panic!("{name} never reached {least}; table stats: {seen:?}")
+    })
 }
 
 #[test]
@@ -141,6 +157,13 @@ fn no_address_is_locked_out_by_what_other_addresses_do() {
     counter_above_zero(
         &stack,
         "finguard.table_pressure.table.lockouts.event.no_room",
+    );
+    // The occupancy gauge, sampled every 10 s off the request path, shows the full table.
+    stat_reaches(
+        &stack,
+        "finguard.table_occupancy.table.lockouts",
+        100,
+        Duration::from_secs(30),
     );
 }
 

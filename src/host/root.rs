@@ -128,6 +128,8 @@ impl Vm {
 #[derive(Default)]
 pub struct Root {
     vm: Shared,
+    /// When the shared tables' occupancy gauges are next reported (ms).
+    occupancy_due_ms: i64,
 }
 
 impl Context for Root {
@@ -238,10 +240,12 @@ impl RootContext for Root {
         };
         *slot = Some(Vm::new(config, now));
         drop(slot);
-        if has_remote && hostcalls::set_tick_period(TICK).is_err() {
+        // The timer drives remote key fetches and the table occupancy gauges.
+        let tables = config_has_tables(&self.vm);
+        if (has_remote || tables) && hostcalls::set_tick_period(TICK).is_err() {
             log(
                 LogLevel::Critical,
-                "configuration refused: cannot start the JWKS timer",
+                "configuration refused: cannot start the timer",
             );
             return false;
         }
@@ -257,6 +261,10 @@ impl RootContext for Root {
         self.sync_keys(now);
         self.report_key_age(now);
         self.answer_waiters(now);
+        if now >= self.occupancy_due_ms {
+            self.occupancy_due_ms = now + OCCUPANCY_PERIOD_MS;
+            self.report_table_occupancy(now);
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -269,6 +277,19 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// How often the table occupancy gauges are sampled: [`crate::ratelimit::OCCUPANCY_SAMPLE`] shared-data
+/// reads a table each time, off the request path.
+const OCCUPANCY_PERIOD_MS: i64 = 10_000;
+
+/// Whether the loaded configuration uses a shared slot table (rate limits or lockout).
+fn config_has_tables(vm: &Shared) -> bool {
+    vm.try_borrow().is_ok_and(|guard| {
+        guard
+            .as_ref()
+            .is_some_and(|vm| vm.config.has_rate_limits || vm.config.rate_limits.lockout.is_some())
+    })
 }
 
 /// Set in shared data once any valid configuration has loaded in this Envoy process.
@@ -291,6 +312,25 @@ impl Root {
             *slot = None;
         }
         true
+    }
+
+    /// The shared tables' estimated occupancy in percent, as gauges
+    /// `finguard.table_occupancy.table.<buckets|lockouts>` (every worker samples the same
+    /// process-wide tables, so whichever reported last is current).
+    fn report_table_occupancy(&self, now_ms: i64) {
+        let Ok(guard) = self.vm.try_borrow() else {
+            return;
+        };
+        let Some(vm) = guard.as_ref() else { return };
+        let config = &vm.config;
+        let tables =
+            config
+                .rate_limits
+                .occupancy(&mut SharedData, now_ms * 1000, config.has_rate_limits);
+        for (table, occupancy) in tables {
+            let name = format!("finguard.table_occupancy.table.{table}");
+            telemetry::gauge(&name, occupancy.percent());
+        }
     }
 
     /// Seconds since each remote provider's keys were fetched (a gauge per provider).

@@ -88,6 +88,20 @@ pub struct Pressure {
     pub overflow: u64,
 }
 
+/// Live slots among those sampled ([`SlotTable::occupancy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occupancy {
+    pub live: u32,
+    pub sampled: u32,
+}
+
+impl Occupancy {
+    /// Live share of the table in percent, rounded up: one live slot in the sample is never 0.
+    pub fn percent(&self) -> u64 {
+        (u64::from(self.live) * 100).div_ceil(u64::from(self.sampled.max(1)))
+    }
+}
+
 /// Where a key's record is.
 enum Found {
     /// Its own slot, an empty or idle one, or (`evicts`) a live one it takes over.
@@ -233,6 +247,33 @@ impl SlotTable {
         Err(Contended)
     }
 
+    /// How full the table is, estimated from `sample` slots spread evenly over it (all of them
+    /// when the table is no larger): a slot counts as live when it has an owner and `idle` says
+    /// its record cannot be taken over freely. A sample keeps the cost fixed (one read a slot)
+    /// however large the table; the host reports it as a gauge now and then, not per request.
+    pub fn occupancy(
+        &self,
+        store: &mut dyn CounterStore,
+        idle: impl Fn(&Record) -> bool,
+        sample: u32,
+    ) -> Occupancy {
+        let sampled = sample.clamp(1, self.slots);
+        let stride = u64::from(self.slots) / u64::from(sampled);
+        let live = (0..u64::from(sampled))
+            .filter_map(|i| u32::try_from(i * stride).ok())
+            .filter(|&slot| {
+                store.get(&self.slot_key(slot)).is_some_and(|(bytes, _)| {
+                    let record = Record::decode(&bytes);
+                    record.fingerprint != 0 && !idle(&record)
+                })
+            })
+            .count();
+        Occupancy {
+            live: u32::try_from(live).unwrap_or(sampled),
+            sampled,
+        }
+    }
+
     /// The key's own record, if it has one in its probe slots (never the overflow record, which
     /// belongs to no key: e.g. "is this address locked out?" is never answered by another's).
     pub fn read(&self, store: &mut dyn CounterStore, namespace: &str, key: &str) -> Option<Record> {
@@ -359,6 +400,52 @@ mod tests {
                 b: 0,
                 c: 0
             }
+        );
+    }
+
+    #[test]
+    fn occupancy_counts_owned_live_slots_in_an_even_sample() {
+        let table = SlotTable::new("t:", 1024, (1, 2));
+        let mut store = MemoryStore::default();
+        table.create_slots(&mut store);
+        let empty = table.occupancy(&mut store, |_| false, 256);
+        assert_eq!((empty.live, empty.sampled, empty.percent()), (0, 256, 0));
+        for i in 0..512 {
+            assert_eq!(
+                count(&table, &mut store, &format!("k{i}"), 1 << 20),
+                Ok(true)
+            );
+        }
+        // Keys whose probe slots were all taken share the overflow record, which is no slot.
+        let owned = (0..1024)
+            .filter(|slot| {
+                store
+                    .get(&format!("t:{slot}"))
+                    .is_some_and(|(bytes, _)| Record::decode(&bytes).fingerprint != 0)
+            })
+            .count();
+        assert!((480..=512).contains(&owned), "{owned}");
+        let all = table.occupancy(&mut store, |_| false, 2048);
+        assert_eq!(
+            all.sampled, 1024,
+            "a sample larger than the table reads every slot once"
+        );
+        assert_eq!(all.live as usize, owned);
+        let sampled = table.occupancy(&mut store, |_| false, 256);
+        assert!(
+            (96..=160).contains(&sampled.live),
+            "about half of an even sample of a half-full table: {sampled:?}"
+        );
+        // Records the table may take over freely (full buckets, expired windows) are not live.
+        assert_eq!(table.occupancy(&mut store, |_| true, 256).live, 0);
+        let one = Occupancy {
+            live: 1,
+            sampled: 256,
+        };
+        assert_eq!(
+            one.percent(),
+            1,
+            "one live slot never reads as an empty table"
         );
     }
 
