@@ -5,16 +5,18 @@
 //! - `docs/configuration.md` names exactly the configuration fields the parser accepts. The
 //!   fields are not listed by hand: the test asks [`Config::compile`] for them. Every raw
 //!   configuration struct refuses unknown fields, and serde's refusal lists the expected names
-//!   (`unknown field `__probe`, expected one of ...`), so probing each position with an unknown
-//!   member walks the whole tree of structs; unknown enum variants list the accepted values the
+//!   ("unknown field `__probe`, expected one of ..."), so probing each position with an unknown
+//!   member walks the whole tree of structs. Unknown enum variants list the accepted values the
 //!   same way, and each must appear in its field's row.
-//! - Every object key of the repository's example policies (`envoy/demo-config.json`,
-//!   `bench/configs/finguard/*.json` but the W baselines', the e2e tests' `testkit::config::base()` and the README's
-//!   policy) is such a field, or lies inside a field that holds free-form JSON (a JSON Schema, a
-//!   JWKS, a claim-to-header map); the README's policy and the demo's compile.
+//! - Every object key of the repository's example policies (`envoy/demo-config.json`, the
+//!   finguard ones of `bench/configs/finguard/`, the e2e tests' `testkit::config::base()` and the
+//!   README's policy) is such a field, or lies inside a field that holds free-form JSON (a JSON
+//!   Schema, a JWKS, a claim-to-header map). The README's policy and the demo's compile.
 //!
-//! Not covered: the type and default columns, and fields whose values are checked only after
-//! parsing (e.g. the `action` strings of response rules) beyond their names.
+//! Not covered: the type and default columns, and the values of fields that are checked only
+//! after parsing (e.g. the `action` strings of response rules).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use finguard::config::Config;
 use finguard::decision::{Challenge, Reason};
@@ -60,9 +62,7 @@ fn challenge_text(challenge: Challenge) -> &'static str {
         Challenge::InvalidRequest => "`error=\"invalid_request\"`",
         Challenge::InvalidToken => "`error=\"invalid_token\"`",
         Challenge::InsufficientScope => "`error=\"insufficient_scope\"`",
-        Challenge::InsufficientUserAuthentication => {
-            "`error=\"insufficient_user_authentication\"`"
-        }
+        Challenge::InsufficientUserAuthentication => "`error=\"insufficient_user_authentication\"`",
     }
 }
 
@@ -392,8 +392,7 @@ fn key_paths(value: &Value, path: &str, out: &mut BTreeSet<String>) {
 }
 
 fn json_file(path: &Path) -> Value {
-    let text =
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -417,9 +416,9 @@ fn other_modules_configs() -> BTreeSet<String> {
     scenarios
         .split("[[scenarios]]")
         .filter(|block| {
-            block.lines().any(|l| {
-                l.trim_start().starts_with("wasm =") && !l.contains("/finguard.wasm")
-            })
+            block
+                .lines()
+                .any(|l| l.trim_start().starts_with("wasm =") && !l.contains("/finguard.wasm"))
         })
         .filter_map(|block| {
             let line = block
@@ -447,7 +446,10 @@ fn example_policies_use_documented_fields_only() {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
     let skipped = other_modules_configs();
-    assert!(skipped.contains("w0.json"), "the W0 baseline was not recognised");
+    assert!(
+        skipped.contains("w0.json"),
+        "the W0 baseline was not recognised"
+    );
     bench_files.retain(|p| {
         p.file_name()
             .is_some_and(|n| !skipped.contains(&n.to_string_lossy().into_owned()))
@@ -464,7 +466,10 @@ fn example_policies_use_documented_fields_only() {
         let mut keys = BTreeSet::new();
         key_paths(policy, "", &mut keys);
         let strays: Vec<&String> = keys.iter().filter(|k| !fields.covers(k)).collect();
-        assert!(strays.is_empty(), "{name}: keys that are no field: {strays:?}");
+        assert!(
+            strays.is_empty(),
+            "{name}: keys that are no field: {strays:?}"
+        );
     }
 
     for (name, policy) in [
