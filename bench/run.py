@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """finguard benchmark: finguard against Envoy without filters and Envoy's native filters.
 
-    .venv/bin/python bench/run.py                 # full run: bench/results.md + bench/out/results.json
+    .venv/bin/python bench/run.py                 # full run: bench/results/latest.md + bench/out/results.json
     .venv/bin/python bench/run.py --quick         # smoke run (1 s, 1 round): bench/out/quick.{md,json}
     .venv/bin/python bench/run.py --scenarios S0,S1,F1 --repetitions 5
 
@@ -878,7 +878,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--quiet-wait", type=float, default=5.0,
                     help="...but at most this many seconds (default 5; 0: never wait)")
     ap.add_argument("--out", type=Path, default=BENCH / "out", help="work and JSON directory")
-    ap.add_argument("--markdown", type=Path, help="report path (default bench/results.md; --quick: out/quick.md)")
+    ap.add_argument("--markdown", type=Path, help="report path (default bench/results/latest.md; --quick: out/quick.md)")
     args = ap.parse_args(argv)
 
     reps = args.repetitions or (1 if args.quick else runcfg["repetitions"])
@@ -886,7 +886,7 @@ def main(argv: list[str]) -> int:
     warmup = runcfg["warmup_s"] if args.warmup is None else args.warmup
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    md_path = args.markdown or (out / "quick.md" if args.quick else BENCH / "results.md")
+    md_path = args.markdown or (out / "quick.md" if args.quick else BENCH / "results" / "latest.md")
     json_path = out / ("quick.json" if args.quick else "results.json")
 
     for cpu in (args.envoy_cpu, args.load_cpu):

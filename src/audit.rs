@@ -276,7 +276,7 @@ pub fn rfc3339_ms(ms: i64) -> String {
 }
 
 /// Metric names. Envoy prefixes them with `wasmcustom.`; the dotted `name.value` pairs become
-/// Prometheus labels through the `stats_tags` rules in envoy/envoy.yaml (see README).
+/// Prometheus labels through the `stats_tags` rules in envoy/envoy.yaml (see docs/deploying.md).
 pub mod metric {
     use crate::decision::Reason;
 

@@ -1,8 +1,8 @@
 //! finguard: an API security filter for Envoy, as a Proxy-Wasm module.
 //!
 //! Everything that decides is plain Rust with no `proxy_wasm` import (the pure core below);
-//! only [`host`] talks to the proxy-wasm ABI. See DESIGN.md for the shape and README.md for the
-//! configuration reference.
+//! only [`host`] talks to the proxy-wasm ABI. See docs/architecture.md for the shape and
+//! docs/configuration.md for the configuration reference.
 
 pub mod ambiguity;
 pub mod audit;

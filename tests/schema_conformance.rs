@@ -8,7 +8,7 @@
 //! prints the counts per draft and per part (required, optional, optional/format) and the failing
 //! files, and fails if a count drops below the floor measured when this file was written.
 //!
-//! Known failures (by design, see README "Input validation"): `refRemote` and other remote
+//! Known failures (by design, see docs/validation.md): `refRemote` and other remote
 //! references (nothing is fetched: the crate is built without resolvers), unknown formats and
 //! keywords that the suite expects to be ignored (finguard refuses an unknown `format` so a
 //! typo cannot switch a check off), and format cases where finguard is stricter or laxer than

@@ -8,8 +8,8 @@
 //! The rule per vector: "valid" must be accepted, unless a documented policy refuses it (the
 //! policy is predicted from the vector's parameters before the outcome is known, and a vector
 //! predicted refused must indeed be refused); "invalid" must be refused, no exception;
-//! "acceptable" is counted both ways. The policies are the README's ("Token verification",
-//! Wycheproof conformance). The vectors are compiled in (`include_str!`) so that the same test
+//! "acceptable" is counted both ways. The policies are docs/authentication.md's ("Token
+//! verification", "Wycheproof conformance"). The vectors are compiled in (`include_str!`) so that the same test
 //! runs natively and on wasm32 under Node, where no file can be read.
 
 use super::super::jwks::{KeyOrigin, KeySet};
