@@ -9,7 +9,8 @@
 
 use crate::authn::apikey::ApiKeys;
 use crate::config::ConfigError;
-use crate::decision::{is_safe_request_id, Caller, Reason};
+use crate::decision::{is_safe_request_id, Caller};
+use crate::reason::{Class, Reason};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -221,8 +222,8 @@ impl AuditRecord {
             decision: self.decision.as_str(),
             reason: self.reason.map(Reason::slug),
             status: facts.status,
-            rate_limit: match self.reason {
-                Some(Reason::RateLimited | Reason::ConcurrencyLimited) => "limited",
+            rate_limit: match self.reason.map(Reason::class) {
+                Some(Class::Limited) => "limited",
                 _ if facts.route_has_limits => "checked",
                 _ => "none",
             },
@@ -278,7 +279,7 @@ pub fn rfc3339_ms(ms: i64) -> String {
 /// Metric names. Envoy prefixes them with `wasmcustom.`; the dotted `name.value` pairs become
 /// Prometheus labels through the `stats_tags` rules in envoy/envoy.yaml (see docs/deploying.md).
 pub mod metric {
-    use crate::decision::Reason;
+    use crate::reason::Reason;
 
     /// Requests by decision, reason and route: `finguard.requests.decision.<d>.reason.<r>.route.<id>`.
     pub fn requests(decision: &str, reason: Option<Reason>, route: Option<&str>) -> String {

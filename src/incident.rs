@@ -4,7 +4,7 @@
 //! incident must not be softened by a route still rolling out in monitor mode.
 
 use crate::config::ConfigError;
-use crate::decision::Reason;
+use crate::reason::Reason;
 use serde::Deserialize;
 use std::collections::HashSet;
 

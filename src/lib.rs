@@ -16,6 +16,7 @@ pub mod json;
 pub mod media_type;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod reason;
 pub mod redaction;
 pub mod request;
 pub mod response;

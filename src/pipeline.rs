@@ -20,10 +20,11 @@ use crate::authn::keys::ProviderKeys;
 use crate::authn::{extract, Authenticator, AuthnError, AuthnState};
 use crate::authz::{check_body_copies, AuthPolicy, Principal};
 use crate::config::{Config, Mode};
-use crate::decision::{Caller, Forward, PendingBody, Reason, Refusal, RefusalContext, Verdict};
+use crate::decision::{Caller, Forward, PendingBody, Refusal, RefusalContext, Verdict};
 use crate::incident::CredentialIds;
 use crate::ratelimit::concurrency::{self, ConcurrencyLimit};
 use crate::ratelimit::{self, store::CounterStore, Identity, Limit, LimitDecision};
+use crate::reason::{Class, Reason};
 use crate::request::RequestView;
 use crate::response;
 use crate::routes::{self, RoutePolicy};
@@ -271,7 +272,7 @@ pub fn on_request_headers(
         Err(AuthnError::Refused(reason, provider)) => {
             let mut verdict = judge.refuse(reason, judge.mode(Some(route), provider), forward);
             if let (Some(lockout), Some(address)) = (&limiting.lockout, address) {
-                if is_credential_failure(reason)
+                if reason.class() == Class::CredentialInvalid
                     && lockout.record_failure(state.store, &limiting.lockouts, address, now_us)
                 {
                     if let Verdict::Refuse(refusal) = &mut verdict {
@@ -467,11 +468,6 @@ fn credential_ids<'a>(who: &Identity<'a>, caller: &'a Caller) -> CredentialIds<'
 }
 
 /// A presented credential that did not verify: what a guessing attacker produces.
-fn is_credential_failure(reason: Reason) -> bool {
-    use crate::decision::Challenge;
-    matches!(reason.challenge(), Challenge::InvalidToken) || reason == Reason::ApiKeyInvalid
-}
-
 /// Bucket keys for an authenticated caller.
 fn identity<'a>(
     config: &'a Config,

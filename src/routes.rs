@@ -16,9 +16,9 @@
 
 use crate::authz::{AuthPolicy, RawAuth};
 use crate::config::{ConfigError, Mode};
-use crate::decision::Reason;
 use crate::ratelimit::concurrency::{self, ConcurrencyLimit, RawConcurrency};
 use crate::ratelimit::{compile_limits, Limit, RawLimit};
+use crate::reason::Reason;
 use crate::redaction::{RawResponse, ResponseDefaults, ResponsePolicy};
 use crate::validation::{RawRequest, RequestPolicy};
 use serde::Deserialize;

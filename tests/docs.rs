@@ -19,7 +19,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use finguard::config::Config;
-use finguard::decision::{Challenge, Reason};
+use finguard::reason::{Challenge, Reason};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! matched. Keys are a weaker credential than tokens (long-lived, no user, no step-up): routes
 //! accept them only when they say so (`auth.credentials`).
 
-use crate::decision::Reason;
+use crate::reason::Reason;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 

@@ -3,7 +3,7 @@
 //! Exactly one token per request: two (in one source or across sources) are refused, so an
 //! attacker cannot make two components of the stack judge different tokens.
 
-use crate::decision::Reason;
+use crate::reason::Reason;
 use crate::request::RequestView;
 use crate::spellings::{param_key, query_pairs};
 

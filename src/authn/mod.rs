@@ -13,7 +13,7 @@ pub mod provider;
 pub mod token;
 pub mod verify;
 
-use crate::decision::Reason;
+use crate::reason::Reason;
 use budget::VerificationBudget;
 use cache::TokenCache;
 use keys::{KeySource, KeyStatus, ProviderKeys};

@@ -5,8 +5,8 @@
 //! here is cheap and runs before any signature work.
 
 use super::jwks::parse_algorithm;
-use crate::decision::Reason;
 use crate::json::parse_strict_object;
+use crate::reason::Reason;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde_json::{Map, Value};

@@ -5,7 +5,7 @@
 use super::jwks::KeySet;
 use super::provider::Provider;
 use super::token::UnverifiedToken;
-use crate::decision::Reason;
+use crate::reason::Reason;
 use serde_json::{Map, Value};
 
 /// A token whose signature and claims have been verified, with everything later phases need

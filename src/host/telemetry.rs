@@ -9,7 +9,8 @@ use super::abi::{self, MetricKind};
 use super::log;
 use crate::audit::{metric, AuditRecord, Decision, StreamFacts};
 use crate::config::Config;
-use crate::decision::{Challenge, Reason, Verdict};
+use crate::decision::Verdict;
+use crate::reason::{Class, Reason};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::LogLevel;
 use std::cell::RefCell;
@@ -203,15 +204,12 @@ pub fn finish(record: &AuditRecord) {
         1,
     );
     if let Some(reason) = reason {
-        if matches!(
-            reason.challenge(),
-            Challenge::InvalidToken | Challenge::ApiKey
-        ) || matches!(reason, Reason::TokenMissing | Reason::ApiKeyMissing)
-        {
-            count(metric::AUTHN_FAILURES, 1);
-        }
-        if matches!(reason, Reason::RateLimited | Reason::ConcurrencyLimited) {
-            count(metric::RATE_LIMITED, 1);
+        match reason.class() {
+            Class::CredentialInvalid | Class::CredentialMissing => {
+                count(metric::AUTHN_FAILURES, 1);
+            }
+            Class::Limited => count(metric::RATE_LIMITED, 1),
+            Class::Other => {}
         }
     }
     if record.locked_out {

@@ -20,8 +20,9 @@ pub mod negative;
 pub mod params;
 pub mod schema;
 
-use crate::decision::{Reason, Violation};
+use crate::decision::Violation;
 use crate::media_type;
+use crate::reason::Reason;
 use crate::tape::{MemberNames, Tape};
 use limits::{LimitError, Limits, RawLimits};
 use negative::{Negative, NegativeMode, RawNegative};
