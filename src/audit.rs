@@ -8,7 +8,7 @@
 //! can be brute-forced for guessable subjects such as e-mail addresses: configure a key).
 
 use crate::authn::apikey::ApiKeys;
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use crate::decision::{is_safe_request_id, Caller};
 use crate::reason::{Class, Reason};
 use base64::Engine;

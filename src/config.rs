@@ -12,7 +12,9 @@ use crate::authn::extract::TokenSource;
 use crate::authn::jwks::{parse_algorithm, KeyFamily, KeyOrigin, KeySet};
 use crate::authn::keys::{KeySource, RemoteJwks};
 use crate::authn::provider::{ClaimHeader, Provider};
+use crate::config_error::{describe_serde_error, err, ConfigError};
 use crate::incident::{Lockdown, RawLockdown, RawRevocations, Revocations};
+use crate::mode::Mode;
 use crate::ratelimit::gcra::Rate;
 use crate::ratelimit::{KeyPart, RateLimiting, RawRateLimits};
 use crate::reason::Reason;
@@ -21,42 +23,7 @@ use crate::routes::{RouteSpec, RouteTable};
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::rc::Rc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// Refusals are sent.
-    #[default]
-    Enforce,
-    /// Refusals are logged and the request is forwarded (for rolling out a new policy).
-    Monitor,
-}
-
-/// A configuration error: the path of the field and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub path: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
-
-fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, ConfigError> {
-    Err(ConfigError {
-        path: path.into(),
-        message: message.into(),
-    })
-}
 
 // ---- raw configuration, as written -------------------------------------------------------
 
@@ -488,27 +455,6 @@ impl Config {
             audit,
             response,
         })
-    }
-}
-
-/// serde's messages may quote input values; keep the kind of error and the expected shape only
-/// for data errors, which quote the offending field name (configuration, not secrets).
-fn describe_serde_error(e: &serde_json::Error) -> String {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Data => {
-            let message = e.to_string();
-            // "unknown field `x`, expected one of ..." and "missing field `x`" are useful as-is,
-            // but strip serde's " at line L column C" suffix.
-            message
-                .split(" at line ")
-                .next()
-                .unwrap_or("invalid value")
-                .to_string()
-        }
-        Category::Syntax => format!("invalid JSON at line {} column {}", e.line(), e.column()),
-        Category::Eof => "truncated JSON".into(),
-        Category::Io => "unreadable".into(),
     }
 }
 

@@ -3,7 +3,7 @@
 //! next request, on every worker. Both are enforced whatever the mode: a lever pulled during an
 //! incident must not be softened by a route still rolling out in monitor mode.
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use crate::reason::Reason;
 use serde::Deserialize;
 use std::collections::HashSet;

@@ -15,7 +15,8 @@
 //! unless one is configured for them.
 
 use crate::authz::{AuthPolicy, RawAuth};
-use crate::config::{ConfigError, Mode};
+use crate::config_error::ConfigError;
+use crate::mode::Mode;
 use crate::ratelimit::concurrency::{self, ConcurrencyLimit, RawConcurrency};
 use crate::ratelimit::{compile_limits, Limit, RawLimit};
 use crate::reason::Reason;

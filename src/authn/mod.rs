@@ -174,7 +174,7 @@ mod tests {
     use super::*;
     use crate::authn::jwks::KeySet;
     use crate::authn::keys::RemoteJwks;
-    use crate::config::Mode;
+    use crate::mode::Mode;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 

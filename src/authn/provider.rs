@@ -1,7 +1,7 @@
 //! A compiled identity provider: who issues tokens, for whom, with which algorithms, and what
 //! finguard forwards from them. Built once by `config`, read on every request.
 
-use crate::config::Mode;
+use crate::mode::Mode;
 use jsonwebtoken::Algorithm;
 
 #[derive(Debug)]

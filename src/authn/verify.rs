@@ -242,7 +242,7 @@ fn header_value(value: &Value) -> Result<String, Reason> {
 mod tests {
     use super::*;
     use crate::authn::provider::ClaimHeader;
-    use crate::config::Mode;
+    use crate::mode::Mode;
     use jsonwebtoken::Algorithm;
     use serde_json::json;
     #[cfg(target_arch = "wasm32")]

@@ -16,7 +16,7 @@ pub mod decimal;
 
 use crate::authn::apikey::ApiKey;
 use crate::authn::verify::{numeric_date_value, Rounding, VerifiedToken};
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use crate::json;
 use crate::reason::Reason;
 use crate::spellings::{decode_component, param_key, query_pairs};

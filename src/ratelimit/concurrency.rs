@@ -10,7 +10,7 @@
 use super::slots::{Contended, Record, SlotTable, WhenFull};
 use super::store::CounterStore;
 use super::{Identity, KeyPart};
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use serde::Deserialize;
 
 pub const STALE_AFTER_US: i64 = 300 * 1_000_000;

@@ -10,7 +10,7 @@ pub mod gcra;
 pub mod slots;
 pub mod store;
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use gcra::Rate;
 use serde::Deserialize;
 use slots::{Contended, Occupancy, Record, SlotTable, WhenFull};

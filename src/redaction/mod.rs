@@ -21,7 +21,7 @@ pub mod mask;
 pub mod pointer;
 pub mod rewrite;
 
-use crate::config::ConfigError;
+use crate::config_error::ConfigError;
 use headers::{HeaderPolicy, RawHeaders};
 use mask::{Action, TokenKey};
 use pointer::Segment;

@@ -151,8 +151,8 @@ impl RequestPolicy {
         raw: RawRequest,
         path: &str,
         template_params: &[String],
-    ) -> Result<RequestPolicy, crate::config::ConfigError> {
-        let fail = |field: &str, message: String| crate::config::ConfigError {
+    ) -> Result<RequestPolicy, crate::config_error::ConfigError> {
+        let fail = |field: &str, message: String| crate::config_error::ConfigError {
             path: format!("{path}.{field}"),
             message,
         };
@@ -210,7 +210,7 @@ impl RequestPolicy {
         };
         let group = |value: &Option<Value>,
                      name: &str|
-         -> Result<Option<BodySchema>, crate::config::ConfigError> {
+         -> Result<Option<BodySchema>, crate::config_error::ConfigError> {
             value
                 .as_ref()
                 .map(|v| params::compile_group(v, name, template_params).map_err(|m| fail(name, m)))
@@ -450,9 +450,9 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn policy(request: Value) -> Result<RequestPolicy, crate::config::ConfigError> {
+    fn policy(request: Value) -> Result<RequestPolicy, crate::config_error::ConfigError> {
         let raw: RawRequest =
-            serde_json::from_value(request).map_err(|e| crate::config::ConfigError {
+            serde_json::from_value(request).map_err(|e| crate::config_error::ConfigError {
                 path: "raw".into(),
                 message: e.to_string(),
             })?;
