@@ -17,9 +17,10 @@ Attacks (--attack, default all):
   keep-alive connections: after its first refusal it is answered from the negative cache.
 - `lockout`: thousands of addresses (x-forwarded-for 2001:db8:<n>::<i>, fresh per phase) each
   fail authentication `failures` + 1 times in a row (an unknown API key; `--lockout-with forged`:
-  fresh forged tokens), so each locks itself out; `rate_limits.slots` is 2048 so that the few
-  thousand addresses of a bounded run fill the lockout table and the limit behaviour (evictions,
-  no_room) shows (bench/configs/finguard/flood-lockout.json).
+  fresh forged tokens), so each locks itself out; `rate_limits.slots` is 2048 (a lockout table
+  of 512 records, a quarter of the slots) so that the attack-alone first phase fills it and the
+  limit behaviour (evictions, no_room) shows (bench/configs/finguard/flood-lockout.json;
+  --lockout-slots changes it).
 The fresh and replay floods run at --flood-factor x the budget, the lockout attack at
 --lockout-rate; all are paced (a fixed delay per connection, corrected for the latency).
 
