@@ -68,10 +68,13 @@ bench: build envoy
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	ENVOY_BIN="$(ENVOY_BIN)" FINGUARD_WASM="$(CURDIR)/$(WASM)" $(VENV)/bin/python bench/run.py $(BENCH_ARGS)
 
-# Forged-token flood against the verification budget (bench/out/flood.md).
+# Attacks on the shared state (fresh forged tokens, a replayed forged token, thousands of
+# addresses locking themselves out): what a legitimate client keeps (bench/out/flood.md, ~4 min).
+# FLOOD_ARGS, e.g. "--attack replay" or "--address-cost".
 flood: build envoy
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
-	ENVOY_BIN="$(ENVOY_BIN)" $(VENV)/bin/python bench/flood.py $(FLOOD_ARGS)
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	ENVOY_BIN="$(ENVOY_BIN)" FINGUARD_WASM="$(CURDIR)/$(WASM)" $(VENV)/bin/python bench/flood.py $(FLOOD_ARGS)
 
 # Every parser of untrusted input under libFuzzer, FUZZ_SECONDS each (nightly + cargo-fuzz).
 FUZZ_SECONDS ?= 60
