@@ -94,7 +94,7 @@ fn bad_signature_token(client: &str) -> String {
 /// Starts a Stack (with [`Upstream::start_threaded`]) and checks that finguard accepted the configuration (the public `/healthz`
 /// answers 200: one request the upstream sees, and one the global limits count).
 fn start(cfg: &Value) -> Stack {
-    start_within(cfg, Duration::from_secs(20))
+    start_within(cfg, testkit::envoy::READY_TIMEOUT)
 }
 
 /// [`start`], allowing Envoy `ready_timeout` to become ready.

@@ -26,8 +26,10 @@ use crate::{free_port, loopback, workspace_root};
 /// The Envoy release the project pins (`make envoy` installs it).
 pub const ENVOY_VERSION: &str = "1.40.0";
 
-/// How long [`EnvoyBuilder::start`] waits for readiness by default.
-const READY_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long [`EnvoyBuilder::start`] waits for readiness by default. Generous on purpose: V8
+/// compiles the whole module at load, and on a loaded 2-core CI machine with four tests starting
+/// Envoys at once that took over 20 s; a slow start is not a failure of what a test checks.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// How many times a start is retried when Envoy could not bind a port that looked free.
 const BIND_ATTEMPTS: usize = 3;
