@@ -39,7 +39,7 @@ test-unit:
 
 # End-to-end through the real Envoy: each test starts its own Envoy (--concurrency 2) on free ports.
 test-e2e: build envoy
-	ENVOY_BIN="$(ENVOY_BIN)" FINGUARD_WASM="$(CURDIR)/$(WASM)" cargo test -p finguard --tests --no-fail-fast -- --test-threads 4
+	ENVOY_BIN="$(ENVOY_BIN)" FINGUARD_WASM="$(CURDIR)/$(WASM)" cargo test -p finguard --test '*' --no-fail-fast -- --test-threads 4
 
 # The pure core's unit tests compiled to wasm32 and run under Node (wasm-bindgen-test).
 test-wasm:

@@ -8,6 +8,7 @@
 use crate::ambiguity::{CredentialPlaces, ProtectedHeaders};
 use crate::audit::{AuditSettings, RawAudit};
 use crate::authn::apikey::{parse_sha256_hex, ApiKey, ApiKeys};
+use crate::authn::budget::{BudgetPolicy, RawBudget};
 use crate::authn::extract::TokenSource;
 use crate::authn::jwks::{parse_algorithm, KeyFamily, KeyOrigin, KeySet};
 use crate::authn::keys::{KeySource, RemoteJwks};
@@ -15,7 +16,6 @@ use crate::authn::provider::{ClaimHeader, Provider};
 use crate::config_error::{describe_serde_error, err, ConfigError};
 use crate::incident::{Lockdown, RawLockdown, RawRevocations, Revocations};
 use crate::mode::Mode;
-use crate::ratelimit::gcra::Rate;
 use crate::ratelimit::{KeyPart, RateLimiting, RawRateLimits};
 use crate::reason::Reason;
 use crate::redaction::{RawResponse, ResponseDefaults};
@@ -56,34 +56,6 @@ struct RawConfig {
     revoked: RawRevocations,
     #[serde(default)]
     audit: RawAudit,
-}
-
-/// Cold signature verifications per worker: `burst` at once, then `requests` per `per_seconds`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBudget {
-    requests: u32,
-    per_seconds: u32,
-    burst: Option<u32>,
-    /// The most one client address may take of the budget, in percent (100: no per-client cap).
-    #[serde(default = "default_client_share")]
-    client_share_percent: u32,
-}
-
-impl Default for RawBudget {
-    fn default() -> Self {
-        // ~100–200 µs each in V8: at most a fifth of a worker's CPU on cold verifications.
-        RawBudget {
-            requests: 1000,
-            per_seconds: 1,
-            burst: None,
-            client_share_percent: default_client_share(),
-        }
-    }
-}
-
-fn default_client_share() -> u32 {
-    25
 }
 
 fn default_unmatched_status() -> u16 {
@@ -271,10 +243,8 @@ pub struct Config {
     pub routes: RouteTable,
     pub api_keys: ApiKeys,
     pub rate_limits: RateLimiting,
-    /// Cold signature verifications allowed per worker.
-    pub verification_rate: Rate,
-    /// One client address's share of it (`None`: no per-client cap).
-    pub verification_client_rate: Option<Rate>,
+    /// Cold signature verifications allowed per worker, and how they are shared.
+    pub verification_budget: BudgetPolicy,
     /// Whether any rule needs the client address (Envoy's `source.address`: one host call).
     pub needs_client_address: bool,
     /// Whether any route or global limit exists (slots are created at configuration).
@@ -353,32 +323,7 @@ impl Config {
         }
 
         let rate_limits = RateLimiting::compile(raw.rate_limits, text)?;
-        let budget = &raw.verification_budget;
-        let Some(verification_rate) = Rate::new(
-            budget.requests,
-            budget.per_seconds,
-            budget.burst.unwrap_or(budget.requests),
-        ) else {
-            return err(
-                "verification_budget",
-                "requests, per_seconds and burst must be positive",
-            );
-        };
-        let share = budget.client_share_percent;
-        if !(1..=100).contains(&share) {
-            return err(
-                "verification_budget.client_share_percent",
-                "must be between 1 and 100",
-            );
-        }
-        let portion = |n: u32| (u64::from(n) * u64::from(share) / 100).max(1);
-        let verification_client_rate = (share < 100)
-            .then(|| {
-                let requests = u32::try_from(portion(budget.requests)).ok()?;
-                let burst = u32::try_from(portion(budget.burst.unwrap_or(budget.requests))).ok()?;
-                Rate::new(requests, budget.per_seconds, burst)
-            })
-            .flatten();
+        let verification_budget = BudgetPolicy::compile(&raw.verification_budget)?;
         let api_keys = compile_api_keys(raw.api_keys)?;
         identity_headers.extend(api_keys.forward_id.iter().cloned());
         identity_headers.extend(api_keys.forward_client.iter().cloned());
@@ -408,10 +353,10 @@ impl Config {
         let audit = AuditSettings::compile(raw.audit)?;
 
         let route_limits = || routes.routes().iter().flat_map(|r| &r.rate_limits);
-        // The verification budget's per-client share needs the address too (one host call per
-        // request on a configuration with token routes).
+        // The verification budget's per-client share and reserve need the address too (one host
+        // call per request on a configuration with token routes).
         let needs_client_address = rate_limits.lockout.is_some()
-            || (verification_client_rate.is_some() && routes.requires_tokens())
+            || (verification_budget.needs_client_address() && routes.requires_tokens())
             || rate_limits
                 .global
                 .iter()
@@ -442,8 +387,7 @@ impl Config {
             key_sources,
             routes,
             api_keys,
-            verification_rate,
-            verification_client_rate,
+            verification_budget,
             needs_client_address,
             has_rate_limits,
             rate_limits,

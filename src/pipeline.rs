@@ -825,8 +825,7 @@ mod tests {
                 keys,
                 cache: TokenCache::new(16, [1, 2, 3, 4]),
                 store: Default::default(),
-                budget: VerificationBudget::new(Some(config.verification_rate))
-                    .with_client_share(config.verification_client_rate),
+                budget: VerificationBudget::new(&config.verification_budget),
             }
         }
 
@@ -1368,7 +1367,7 @@ mod tests {
 
     #[test]
     fn verification_budget_spares_cached_tokens_and_cheap_refusals() {
-        let c = config(json!({"verification_budget": {"requests": 2, "per_seconds": 60}}));
+        let c = config(json!({"verification_budget": {"requests": 2, "per_seconds": 60, "proven_reserve_percent": 0}}));
         let mut vm = Vm::new(&c);
         let get = |t: &str| {
             request(

@@ -163,6 +163,8 @@ impl Authenticator<'_> {
             }
             Err(reason) => return Err(refused(reason)),
         }
+        // The signature verified: this address has proven itself (the budget's reserve).
+        budget.proven(now_ms.saturating_mul(1000), client);
         let verified = Rc::new(verify::accept(parsed, index, provider, times).map_err(refused)?);
         cache.insert(digest, Rc::clone(&verified));
         Ok(verified)
@@ -232,7 +234,7 @@ mod tests {
                 AuthnState {
                     keys: &mut keys,
                     cache: &mut cache,
-                    budget: &mut VerificationBudget::new(None),
+                    budget: &mut VerificationBudget::unlimited(),
                     client: None
                 },
                 1019_000,
@@ -247,7 +249,7 @@ mod tests {
                     AuthnState {
                         keys: &mut keys,
                         cache: &mut cache,
-                        budget: &mut VerificationBudget::new(None),
+                        budget: &mut VerificationBudget::unlimited(),
                         client: None
                     },
                     1020_000,
@@ -264,7 +266,7 @@ mod tests {
                     AuthnState {
                         keys: &mut keys,
                         cache: &mut cache,
-                        budget: &mut VerificationBudget::new(None),
+                        budget: &mut VerificationBudget::unlimited(),
                         client: None
                     },
                     1000_000,

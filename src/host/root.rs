@@ -95,8 +95,7 @@ impl Vm {
             })
             .collect();
         Vm {
-            budget: VerificationBudget::new(Some(config.verification_rate))
-                .with_client_share(config.verification_client_rate),
+            budget: VerificationBudget::new(&config.verification_budget),
             cache: TokenCache::new(config.token_cache_entries, jwks_sync::random_keys(now_ms)),
             key_versions: vec![None; config.providers.len()],
             config: Rc::new(config),

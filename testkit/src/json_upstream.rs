@@ -1,7 +1,7 @@
 //! An upstream that serves fixed responses per path, the way a real API (or a misbehaving one)
 //! would: any status, content type and encoding, extra headers, and a body sent with
 //! `content-length` or chunked in several pieces (with a pause between them, so Envoy sees
-//! separate frames). Used by the response-protection tests (tests/redaction.rs).
+//! separate frames). Used by the response-protection tests (tests/e2e/redaction.rs).
 //!
 //! One thread per connection, HTTP/1.1 keep-alive; requests are kept for inspection
 //! ([`JsonUpstream::seen`]). A path without a fixture gets `404`.

@@ -7,7 +7,9 @@
 //!   itself (nor the plain TCP peer), and a lock in force is not taken over.
 //! - Rate-limit table: full of an attacker's live buckets, a newcomer still gets a bucket of its
 //!   own (no shared, drained overflow bucket), and a heavy client's debt is kept.
-//! - Both export their pressure as metrics.
+//! - Verification budget: one address flooding forged tokens takes only its share; a botnet of
+//!   them drains the open part only, and addresses that proved themselves keep the reserve.
+//! - Both tables export their pressure as metrics.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -258,4 +260,49 @@ fn one_client_flooding_fresh_forged_tokens_takes_only_its_share_of_the_budget() 
         503,
         "verification-overloaded",
     );
+}
+
+#[test]
+fn a_botnet_of_forged_tokens_leaves_the_reserve_to_addresses_that_proved_themselves() {
+    let mut config = cfg(json!({"trusted_forwarded_hops": 1}));
+    // 40 cold verifications per worker per hour: 20 open to anyone, 20 kept for addresses whose
+    // token verified on that worker. No per-client cap: the reserve alone is tested here.
+    config["verification_budget"] = json!({
+        "requests": 40, "per_seconds": 3600,
+        "client_share_percent": 100, "proven_reserve_percent": 50
+    });
+    let stack = start(&config);
+    let e = &stack.envoy;
+    let from = |address: &str, token: &str| {
+        e.get("/v1/whoami")
+            .bearer(token)
+            .header("x-forwarded-for", address)
+    };
+    // B verifies 20 tokens, one connection each: both workers see it (the kernel spreads
+    // connections; all 20 on one worker has odds of 2^-19), and 20 fit either open part.
+    for _ in 0..20 {
+        let response = from("198.51.100.7", &valid()).send();
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    // A botnet: 200 addresses, one fresh forged token each, drains what is open on both workers.
+    let botnet: Vec<Request> = (0..200)
+        .map(|i| from(&format!("2001:db8::{i:x}"), &forged()))
+        .collect();
+    let statuses = send_all(&botnet);
+    let verified = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        verified <= 20 && statuses.iter().all(|s| *s == 401 || *s == 503),
+        "the botnet got at most the open parts (20 left in all): {statuses:?}"
+    );
+    // A never-seen address shares the open part with the botnet: it waits (documented).
+    assert_problem(
+        &from("198.51.100.99", &valid()).send(),
+        503,
+        "verification-overloaded",
+    );
+    // B's new tokens still verify, from the reserve.
+    for _ in 0..8 {
+        let response = from("198.51.100.7", &valid()).send();
+        assert_eq!(response.status, 200, "{response:?}");
+    }
 }
