@@ -50,6 +50,7 @@ test-wasm:
 	  cargo test --lib -p finguard --target wasm32-unknown-unknown
 
 lint: wasm-target
+	$(PYTHON) tools/check_layers.py
 	cargo fmt --all -- --check
 	cargo clippy -p finguard --lib -- -D warnings
 	cargo clippy -p finguard --lib --target wasm32-wasip1 -- -D warnings

@@ -8,8 +8,9 @@
 //! can be brute-forced for guessable subjects such as e-mail addresses: configure a key).
 
 use crate::authn::apikey::ApiKeys;
+use crate::authn::caller::Caller;
 use crate::config_error::ConfigError;
-use crate::decision::{is_safe_request_id, Caller};
+use crate::problem::is_safe_request_id;
 use crate::reason::{Class, Reason};
 use base64::Engine;
 use hmac::{Hmac, Mac};

@@ -3,6 +3,16 @@
 //! Everything that decides is plain Rust with no `proxy_wasm` import (the pure core below);
 //! only [`host`] talks to the proxy-wasm ABI. See docs/architecture.md for the shape and
 //! docs/configuration.md for the configuration reference.
+//!
+//! The import rule, five layers, each importing only from its own layer and those before it,
+//! with no cycle between files (`tools/check_layers.py`, run by `make lint`, checks it):
+//! 1. vocabulary: `reason`, `problem`, `mode`, `config_error`, `request`, `header_map`,
+//!    `media_type`, `spellings`, `json`, `tape`, `swar`;
+//! 2. capabilities: `authn`, `authz`, `validation`, `ratelimit`, `redaction`, `incident`,
+//!    `audit`, `ambiguity`, each with its own raw configuration and compile step;
+//! 3. policy: `routes`, `config` (the top-level configuration calling each compile);
+//! 4. pipeline: `pipeline`, `decision`, `response` (the phases of one request);
+//! 5. host: `host`, the proxy-wasm adapter.
 
 pub mod ambiguity;
 pub mod audit;
@@ -17,6 +27,7 @@ pub mod json;
 pub mod media_type;
 pub mod mode;
 pub mod pipeline;
+pub mod problem;
 pub mod ratelimit;
 pub mod reason;
 pub mod redaction;

@@ -16,13 +16,15 @@
 use crate::ambiguity::{self, MethodOverride};
 use crate::authn::budget::VerificationBudget;
 use crate::authn::cache::TokenCache;
+use crate::authn::caller::Caller;
 use crate::authn::keys::ProviderKeys;
 use crate::authn::{extract, Authenticator, AuthnError, AuthnState};
 use crate::authz::{check_body_copies, AuthPolicy, Principal};
 use crate::config::Config;
-use crate::decision::{Caller, Forward, PendingBody, Refusal, RefusalContext, Verdict};
+use crate::decision::{Forward, PendingBody, Refused, Verdict};
 use crate::incident::CredentialIds;
 use crate::mode::Mode;
+use crate::problem::{Refusal, RefusalContext};
 use crate::ratelimit::concurrency::{self, ConcurrencyLimit};
 use crate::ratelimit::{self, store::CounterStore, Identity, Limit, LimitDecision};
 use crate::reason::{Class, Reason};
@@ -80,10 +82,12 @@ impl Judge<'_> {
                 .or((reason == Reason::KeysUnavailable).then_some(KEYS_RETRY_AFTER_SECONDS)),
             ..ctx
         };
-        let mut refusal = Refusal::new(reason, &ctx);
-        refusal.route_id = self.route_id.map(str::to_owned);
-        refusal.caller = self.caller.cloned();
-        Verdict::Refuse(refusal)
+        Verdict::Refuse(Refused {
+            refusal: Refusal::new(reason, &ctx),
+            locked_out: false,
+            route_id: self.route_id.map(str::to_owned),
+            caller: self.caller.cloned(),
+        })
     }
 
     /// A refusal that tells the client when to come back (`Retry-After`).
@@ -276,8 +280,8 @@ pub fn on_request_headers(
                 if reason.class() == Class::CredentialInvalid
                     && lockout.record_failure(state.store, &limiting.lockouts, address, now_us)
                 {
-                    if let Verdict::Refuse(refusal) = &mut verdict {
-                        refusal.locked_out = true;
+                    if let Verdict::Refuse(refused) = &mut verdict {
+                        refused.locked_out = true;
                     }
                 }
             }
@@ -842,7 +846,7 @@ mod tests {
 
     fn refused(verdict: Verdict) -> Reason {
         match verdict {
-            Verdict::Refuse(r) => r.reason,
+            Verdict::Refuse(Refused { refusal: r, .. }) => r.reason,
             other => panic!("expected a refusal, got {other:?}"),
         }
     }
@@ -855,15 +859,20 @@ mod tests {
         );
         let mut vm = Vm::new(&c);
         let bearer = format!("Bearer {}", token(claims()));
-        let Verdict::Refuse(r) = vm.judge(
+        let Verdict::Refuse(Refused {
+            refusal: r,
+            route_id,
+            ..
+        }) = vm.judge(
             &c,
             &request("/v1/accounts/1", &[("authorization", &bearer)]),
-        ) else {
+        )
+        else {
             panic!()
         };
         assert_eq!((r.reason, r.status), (Reason::Lockdown, 503));
         assert!(r.headers.contains(&("retry-after", "30".to_string())));
-        assert_eq!(r.route_id.as_deref(), Some("accounts"));
+        assert_eq!(route_id.as_deref(), Some("accounts"));
         // Unmatched paths too (no route enumeration during a lockdown); monitor routes too.
         assert_eq!(
             refused(vm.judge(&c, &request("/nope", &[]))),
@@ -908,17 +917,17 @@ mod tests {
         assert_eq!(vm.cache.len(), 1);
         for revoked in [json!({"jti": ["t-1"]}), json!({"subjects": ["alice"]})] {
             let c = config(json!({"revoked": revoked}));
-            let Verdict::Refuse(refusal) = vm.judge(&c, &r) else {
+            let Verdict::Refuse(Refused {
+                refusal, caller, ..
+            }) = vm.judge(&c, &r)
+            else {
                 panic!()
             };
             assert_eq!(
                 (refusal.reason, refusal.status),
                 (Reason::CredentialRevoked, 401)
             );
-            assert!(
-                refusal.caller.is_some(),
-                "the audit record names the caller"
-            );
+            assert!(caller.is_some(), "the audit record names the caller");
         }
         // A revoked API key looks exactly like an unknown one.
         let c = config(json!({"revoked": {"api_keys": ["k1"]}}));
@@ -972,7 +981,9 @@ mod tests {
             &c,
             &request("/v1/accounts/1", &[("authorization", &no_scope)]),
         );
-        let Verdict::Refuse(r) = v else { panic!() };
+        let Verdict::Refuse(Refused { refusal: r, .. }) = v else {
+            panic!()
+        };
         assert_eq!((r.reason, r.status), (Reason::ScopeInsufficient, 403));
         let expired = format!(
             "Bearer {}",
@@ -1196,7 +1207,8 @@ mod tests {
             on_request_body(&c, &pending, br#"{"amount": "999.99"}"#, NOW),
             Verdict::Allow(_)
         ));
-        let Verdict::Refuse(r) = on_request_body(&c, &pending, br#"{"amount": 1000.01}"#, NOW)
+        let Verdict::Refuse(Refused { refusal: r, .. }) =
+            on_request_body(&c, &pending, br#"{"amount": 1000.01}"#, NOW)
         else {
             panic!()
         };
@@ -1271,7 +1283,7 @@ mod tests {
             vm.judge(&c, &from("10.0.0.1:2")),
             Verdict::Allow(_)
         ));
-        let Verdict::Refuse(r) = vm.judge(&c, &from("10.0.0.1:3")) else {
+        let Verdict::Refuse(Refused { refusal: r, .. }) = vm.judge(&c, &from("10.0.0.1:3")) else {
             panic!()
         };
         assert_eq!((r.reason, r.status), (Reason::RateLimited, 429));
@@ -1300,7 +1312,10 @@ mod tests {
             panic!()
         };
         assert!(second.locked_out);
-        let Verdict::Refuse(locked) = vm.judge(&c, &from("10.9.9.9:1")) else {
+        let Verdict::Refuse(Refused {
+            refusal: locked, ..
+        }) = vm.judge(&c, &from("10.9.9.9:1"))
+        else {
             panic!()
         };
         assert_eq!(
@@ -1367,7 +1382,9 @@ mod tests {
 
     #[test]
     fn verification_budget_spares_cached_tokens_and_cheap_refusals() {
-        let c = config(json!({"verification_budget": {"requests": 2, "per_seconds": 60, "proven_reserve_percent": 0}}));
+        let c = config(
+            json!({"verification_budget": {"requests": 2, "per_seconds": 60, "proven_reserve_percent": 0}}),
+        );
         let mut vm = Vm::new(&c);
         let get = |t: &str| {
             request(
@@ -1383,7 +1400,7 @@ mod tests {
         let cached = fresh(0);
         assert!(matches!(vm.judge(&c, &get(&cached)), Verdict::Allow(_)));
         assert!(matches!(vm.judge(&c, &get(&fresh(1))), Verdict::Allow(_)));
-        let Verdict::Refuse(r) = vm.judge(&c, &get(&fresh(2))) else {
+        let Verdict::Refuse(Refused { refusal: r, .. }) = vm.judge(&c, &get(&fresh(2))) else {
             panic!()
         };
         assert_eq!(
@@ -1433,7 +1450,7 @@ mod tests {
     const KEY: &str = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
 
     fn violations(verdict: Verdict) -> (Reason, u32, Vec<(String, String)>, String) {
-        let Verdict::Refuse(r) = verdict else {
+        let Verdict::Refuse(Refused { refusal: r, .. }) = verdict else {
             panic!("expected a refusal, got {verdict:?}")
         };
         let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();

@@ -11,8 +11,8 @@
 //! 502 if it is not JSON or too deep. A body over the route's limit is refused as it streams in
 //! ([`on_response_refused`]): never passed through unredacted.
 
-use crate::decision::{Refusal, RefusalContext};
 use crate::media_type;
+use crate::problem::{Refusal, RefusalContext};
 use crate::reason::Reason;
 use crate::redaction::rewrite::rewrite_counted;
 use crate::redaction::ResponsePolicy;

@@ -5,6 +5,7 @@
 pub mod apikey;
 pub mod budget;
 pub mod cache;
+pub mod caller;
 pub mod crypto;
 pub mod extract;
 pub mod jwks;

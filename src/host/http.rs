@@ -7,26 +7,23 @@
 //! every body callback answers `Pause`, which keeps Envoy buffering instead of forwarding.
 
 use super::abi;
+use super::apply::{apply_forward, apply_verdict, send, send_refusal_internal};
 use super::response;
-use super::root::{BodyProgress, Stream, Vm, Waiter};
 use super::shared_store::SharedData;
+use super::state::{hold_permits, BodyProgress, Shared, Stream, Waiter};
 use super::telemetry::{self, SharedRecord};
 use super::{log, now_ms, now_ns};
 use crate::audit::{metric, StreamFacts};
-use crate::decision::{Forward, PendingBody, Refusal, RefusalContext, Verdict};
+use crate::decision::Verdict;
 use crate::pipeline::{self, VmState};
+use crate::problem::{Refusal, RefusalContext};
 use crate::ratelimit::concurrency;
 use crate::reason::Reason;
 use crate::request::RequestView;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel, MapType};
-use std::cell::RefCell;
 use std::rc::Rc;
-
-/// The VM's state, shared by its root context and every HTTP context. `None` until configured
-/// (or when the configuration was refused).
-pub type Shared = Rc<RefCell<Option<Vm>>>;
 
 pub struct FilterContext {
     context_id: u32,
@@ -422,18 +419,6 @@ impl Drop for FilterContext {
     }
 }
 
-/// Remembers the in-flight units a forwarded request holds, for its stream's end.
-pub fn hold_permits(vm: &Shared, context_id: u32, forward: &Forward) {
-    if forward.permits.is_empty() {
-        return;
-    }
-    if let Ok(mut guard) = vm.try_borrow_mut() {
-        if let Some(vm) = guard.as_mut() {
-            vm.permits.insert(context_id, forward.permits.clone());
-        }
-    }
-}
-
 /// Envoy's `source.address` (the downstream peer, `ip:port`).
 fn source_address() -> Option<String> {
     let bytes = hostcalls::get_property(vec!["source", "address"])
@@ -450,80 +435,6 @@ pub fn read_body(size: usize) -> Option<Vec<u8>> {
     }
 }
 
-/// Applies a verdict to the current (effective) stream. True when the request may continue.
-pub fn apply_verdict(verdict: &Verdict) -> bool {
-    match verdict {
-        Verdict::Allow(forward) => apply_forward(forward),
-        Verdict::Refuse(refusal) => {
-            if refusal.locked_out {
-                log(
-                    LogLevel::Warn,
-                    "failed-authentication lockout: client address locked out",
-                );
-            }
-            send(refusal);
-            false
-        }
-        // Only the HTTP context registers waiters and body readers; a re-judged request
-        // reaching here is a bug: fail closed.
-        Verdict::WaitForKeys { .. } | Verdict::ReadBody { .. } => send_refusal_internal(),
-    }
-}
-
-/// Header changes of a forwarded request. False (and a 500 sent) if the host refuses them.
-pub fn apply_forward(forward: &Forward) -> bool {
-    for name in &forward.remove {
-        if abi::remove_header(MapType::HttpRequestHeaders, name).is_err() {
-            return send_refusal_internal();
-        }
-    }
-    for (name, value) in &forward.set {
-        if abi::set_header(MapType::HttpRequestHeaders, name, value).is_err() {
-            return send_refusal_internal();
-        }
-    }
-    if let Some(reason) = forward.monitored {
-        log(
-            LogLevel::Info,
-            &format!("monitor mode: would refuse ({})", reason.slug()),
-        );
-    }
-    true
-}
-
-/// Answers the current stream with `refusal`; false if the host refused to.
-pub fn send_local(refusal: &Refusal) -> bool {
-    let headers: Vec<(&str, &str)> = refusal
-        .headers
-        .iter()
-        .map(|(n, v)| (*n, v.as_str()))
-        .collect();
-    abi::send_local_response(refusal.status, &headers, refusal.body.as_bytes()).is_ok()
-}
-
-fn send(refusal: &Refusal) {
-    if !send_local(refusal) {
-        log(
-            LogLevel::Error,
-            "cannot send the local response; resetting the stream",
-        );
-        let _ = abi::reset_request();
-    }
-}
-
-/// Fail closed when the host itself misbehaves: a generic 500, nothing forwarded.
-fn send_refusal_internal() -> bool {
-    let body = br#"{"type":"about:blank","title":"Internal error","status":500}"#;
-    let headers = [
-        ("content-type", "application/problem+json"),
-        ("cache-control", "no-store"),
-    ];
-    if abi::send_local_response(500, &headers, body).is_err() {
-        let _ = abi::reset_request();
-    }
-    false
-}
-
 /// No valid configuration loaded: fail closed with a clear 503.
 fn refuse_without_policy(request: &RequestView) -> Action {
     let ctx = RefusalContext {
@@ -538,22 +449,4 @@ fn refuse_without_policy(request: &RequestView) -> Action {
 fn refuse_internal() -> Action {
     send_refusal_internal();
     Action::Pause
-}
-
-/// Judges a body the headers phase asked for, when it is already complete (used by the root
-/// context for requests that waited for keys).
-pub fn judge_complete_body(
-    vm_config: &crate::config::Config,
-    pending: &PendingBody,
-    body: &BodyProgress,
-    now_s: i64,
-) -> Option<Verdict> {
-    match body {
-        BodyProgress::Open => None,
-        BodyProgress::Complete(bytes) => {
-            Some(pipeline::on_request_body(vm_config, pending, bytes, now_s))
-        }
-        BodyProgress::TooLarge => Some(pipeline::on_body_overflow(vm_config, pending)),
-        BodyProgress::EndedWithTrailers => Some(pipeline::on_request_trailers(vm_config, pending)),
-    }
 }

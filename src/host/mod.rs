@@ -4,11 +4,13 @@
 //! the SDK's trait helpers panic on host errors, and a panic takes the whole VM down.
 
 mod abi;
+mod apply;
 mod http;
 mod jwks_sync;
 mod response;
 mod root;
 mod shared_store;
+mod state;
 mod telemetry;
 
 use proxy_wasm::hostcalls;

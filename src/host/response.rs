@@ -9,10 +9,12 @@
 //! directly to the client (its headers were held, nothing was sent yet).
 
 use super::abi;
-use super::http::{send_local, Shared};
+use super::apply::send_local;
 use super::log;
+use super::state::Shared;
 use super::telemetry::{self, SharedRecord};
-use crate::decision::{Forward, Refusal};
+use crate::decision::Forward;
+use crate::problem::Refusal;
 use crate::response::{
     on_response_body, on_response_headers, on_response_refused, BodyDecision, BodyFormat, Handling,
     ResponseHead, ResponsePlan,

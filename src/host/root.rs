@@ -4,125 +4,25 @@
 //! answers waiting requests whose keys arrived or whose wait ran out.
 
 use super::abi;
-use super::http::{
-    apply_forward, apply_verdict, hold_permits, judge_complete_body, FilterContext, Shared,
-};
+use super::apply::{apply_forward, apply_verdict};
+use super::http::FilterContext;
 use super::response;
 use super::shared_store::SharedData;
+use super::state::{hold_permits, judge_complete_body, Shared, Stream, Vm, Waiter};
 use super::{jwks_sync, log, now_ms, telemetry};
 use crate::audit::metric;
-use crate::authn::budget::VerificationBudget;
-use crate::authn::cache::TokenCache;
 use crate::authn::jwks::{KeyOrigin, KeySet};
-use crate::authn::keys::{KeySource, ProviderKeys};
+use crate::authn::keys::KeySource;
 use crate::config::Config;
-use crate::decision::{Forward, PendingBody, Verdict};
+use crate::decision::{Forward, Verdict};
 use crate::pipeline::{self, VmState};
-use crate::ratelimit::concurrency::Permit;
-use crate::request::RequestView;
-use crate::response::ResponsePlan;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel, MapType};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 const TICK: Duration = Duration::from_millis(200);
-
-/// Everything one VM holds for one configuration.
-pub struct Vm {
-    pub config: Rc<Config>,
-    pub keys: Vec<ProviderKeys>,
-    pub cache: TokenCache,
-    /// Shared-data version of the JWKS installed per provider.
-    key_versions: Vec<Option<u32>>,
-    /// Bumped whenever any provider's keys change; waiters re-judge when it moves.
-    pub key_generation: u64,
-    /// Requests held by this VM, by HTTP context id.
-    pub streams: HashMap<u32, Stream>,
-    /// This worker's budget of cold signature verifications.
-    pub budget: VerificationBudget,
-    /// In-flight units taken per HTTP context, given back when its stream ends.
-    pub permits: HashMap<u32, Vec<Permit>>,
-    /// Response plans of forwarded requests, by HTTP context, until their response arrives.
-    pub responses: HashMap<u32, ResponsePlan>,
-    /// In-flight JWKS fetches: call token -> provider index.
-    fetches: HashMap<u32, usize>,
-    nonce: u64,
-}
-
-/// Why a request is held.
-pub enum Stream {
-    /// In `on_http_request_headers`, until its provider's keys are loaded (or the wait ends).
-    Waiting(Waiter),
-    /// Headers judged; the body is streaming in and is judged at its end.
-    ReadingBody(PendingBody),
-}
-
-pub struct Waiter {
-    /// The request's audit record, updated by whoever judges it.
-    pub record: super::telemetry::SharedRecord,
-    pub request: RequestView,
-    pub deadline_ms: i64,
-    pub key_generation: u64,
-    /// The matched route (its body limit, whether the body phase will run).
-    pub route: usize,
-    /// The body as far as it arrived while waiting: kept (bounded by the route's limit) once
-    /// complete, because its callbacks are over by the time the wait ends.
-    pub body: BodyProgress,
-}
-
-pub enum BodyProgress {
-    Open,
-    Complete(Vec<u8>),
-    TooLarge,
-    /// The request ended with trailers: judged as such (see `pipeline::on_request_trailers`).
-    EndedWithTrailers,
-}
-
-impl Vm {
-    fn new(config: Config, now_ms: i64) -> Vm {
-        let keys = config
-            .key_sources
-            .iter()
-            .map(|source| match source {
-                KeySource::Inline(set) => ProviderKeys {
-                    keys: Some(Rc::clone(set)),
-                    ..ProviderKeys::default()
-                },
-                KeySource::Remote(_) => ProviderKeys::default(),
-            })
-            .collect();
-        Vm {
-            budget: VerificationBudget::new(&config.verification_budget),
-            cache: TokenCache::new(config.token_cache_entries, jwks_sync::random_keys(now_ms)),
-            key_versions: vec![None; config.providers.len()],
-            config: Rc::new(config),
-            keys,
-            key_generation: 0,
-            streams: HashMap::new(),
-            permits: HashMap::new(),
-            responses: HashMap::new(),
-            fetches: HashMap::new(),
-            nonce: jwks_sync::vm_nonce(now_ms),
-        }
-    }
-
-    fn install(&mut self, provider: usize, keys: KeySet, fetched_at: i64, version: Option<u32>) {
-        if let Some(state) = self.keys.get_mut(provider) {
-            state.keys = Some(Rc::new(keys));
-            state.fetched_at = Some(fetched_at);
-            state.refetch_wanted = false;
-        }
-        if let Some(v) = self.key_versions.get_mut(provider) {
-            *v = version;
-        }
-        self.key_generation += 1;
-        // A key that disappeared must stop being honoured now, not when cached tokens expire.
-        self.cache.clear();
-    }
-}
 
 #[derive(Default)]
 pub struct Root {

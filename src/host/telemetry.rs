@@ -96,15 +96,15 @@ pub fn note(record: &SharedRecord, config: &Config, verdict: &Verdict) {
                 record.reason = Some(reason);
             }
         }
-        Verdict::Refuse(refusal) => {
+        Verdict::Refuse(refused) => {
             record.decision = Decision::Refuse;
-            record.reason = Some(refusal.reason);
-            record.locked_out |= refusal.locked_out;
-            if refusal.route_id.is_some() {
-                record.route.clone_from(&refusal.route_id);
+            record.reason = Some(refused.refusal.reason);
+            record.locked_out |= refused.locked_out;
+            if refused.route_id.is_some() {
+                record.route.clone_from(&refused.route_id);
             }
-            if refusal.caller.is_some() {
-                record.caller.clone_from(&refusal.caller);
+            if refused.caller.is_some() {
+                record.caller.clone_from(&refused.caller);
             }
         }
         Verdict::WaitForKeys { .. } => {}

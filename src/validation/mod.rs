@@ -20,8 +20,8 @@ pub mod negative;
 pub mod params;
 pub mod schema;
 
-use crate::decision::Violation;
 use crate::media_type;
+use crate::problem::Violation;
 use crate::reason::Reason;
 use crate::tape::{MemberNames, Tape};
 use limits::{LimitError, Limits, RawLimits};

@@ -38,7 +38,7 @@
 //! `mode: monitor` logs a match (the request is forwarded); `enforce` refuses it with 400
 //! `input-suspicious`. The refusal names the pointer and the detector, never the value.
 
-use crate::decision::Violation;
+use crate::problem::Violation;
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;

@@ -16,7 +16,7 @@
 //! `/query/<name>`, `/headers/<name>` or `/path/<name>` (undeclared names: `*`).
 
 use super::schema::{escape, BodySchema, Dialect};
-use crate::decision::Violation;
+use crate::problem::Violation;
 use crate::tape::Tape;
 use serde_json::{Map, Value};
 

@@ -13,7 +13,7 @@
 //! so the problem body cannot carry client-chosen text.
 
 use super::formats::{self, Decimal};
-use crate::decision::{Violation, MAX_VIOLATIONS};
+use crate::problem::{Violation, MAX_VIOLATIONS};
 use jsonschema::json::{Array, Json, Node, Object, SerdeJson};
 use jsonschema::{Draft, Keyword, ValidationError, Validator};
 use serde_json::{Map, Value};
